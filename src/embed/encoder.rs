@@ -1,0 +1,270 @@
+//! [`CandleEncoder`]: tokenizer + windows + the BERT network behind the [`Encoder`] trait.
+//!
+//! Owns: the e5 prefixes, cutting queries to the token limit, and splitting long
+//! passages into overlapping windows that each fit the model. Must not: pool or
+//! normalise (the network does) or know about stories.
+
+use std::path::Path;
+
+use candle_core::Device;
+use tokenizers::Tokenizer;
+
+use super::bert::{Bert, BertConfig};
+use super::{EmbedError, Encoder, ModelFiles, ModelSpec, Role, Window};
+
+pub struct CandleEncoder {
+    spec: ModelSpec,
+    model_id: String,
+    tokenizer: Tokenizer,
+    bert: Bert,
+    bos: u32,
+    eos: u32,
+}
+
+/// A tokenized text, special tokens not yet added.
+struct Tokens {
+    ids: Vec<u32>,
+    /// Byte offsets of each token in the text that was tokenized.
+    offsets: Vec<(usize, usize)>,
+    /// How many leading tokens belong to the role prefix (`"passage: "`).
+    prefix_len: usize,
+}
+
+impl CandleEncoder {
+    /// Loads the model on the CPU (or the first GPU when built with `--features cuda`).
+    pub fn load(spec: ModelSpec, files: &ModelFiles) -> Result<Self, EmbedError> {
+        let device = default_device()?;
+        let config = BertConfig::from_file(&files.config)?;
+        let bert = Bert::load(&config, &files.weights, &device)?;
+        if bert.hidden() != spec.dimension {
+            return Err(EmbedError::Dimension {
+                expected: spec.dimension,
+                got: bert.hidden(),
+            });
+        }
+        let tokenizer = load_tokenizer(&files.tokenizer)?;
+        let special = |token: &str| {
+            tokenizer.token_to_id(token).ok_or_else(|| {
+                EmbedError::Tokenizer(format!(
+                    "{} has no {token} token; is it an XLM-R tokenizer?",
+                    files.tokenizer.display()
+                ))
+            })
+        };
+        let (bos, eos) = (special("<s>")?, special("</s>")?);
+        let model_id = format!("{}@{}", spec.hub_repo, spec.dimension);
+        let encoder = Self {
+            model_id,
+            tokenizer,
+            bert,
+            bos,
+            eos,
+            spec,
+        };
+        // Fail at start-up, not on the first request, if the weights are unusable.
+        let probe = encoder.embed_query("storydex start-up probe")?;
+        if probe.len() != encoder.spec.dimension || probe.iter().any(|x| !x.is_finite()) {
+            return Err(EmbedError::Dimension {
+                expected: encoder.spec.dimension,
+                got: probe.len(),
+            });
+        }
+        Ok(encoder)
+    }
+
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    fn prefix(&self, role: Role) -> &str {
+        match role {
+            Role::Query => &self.spec.query_prefix,
+            Role::Passage => &self.spec.passage_prefix,
+        }
+    }
+
+    fn tokenize(&self, role: Role, text: &str) -> Result<Tokens, EmbedError> {
+        let prefix = self.prefix(role);
+        let full = format!("{prefix}{text}");
+        let encoding = self
+            .tokenizer
+            .encode(full.as_str(), false)
+            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+        let offsets: Vec<(usize, usize)> = encoding
+            .get_offsets()
+            .iter()
+            .map(|&(s, e)| {
+                (
+                    s.saturating_sub(prefix.len()),
+                    e.saturating_sub(prefix.len()),
+                )
+            })
+            .collect();
+        let prefix_len = encoding
+            .get_offsets()
+            .iter()
+            .take_while(|&&(_, end)| end <= prefix.trim_end().len())
+            .count();
+        Ok(Tokens {
+            ids: encoding.get_ids().to_vec(),
+            offsets,
+            prefix_len,
+        })
+    }
+
+    /// Room for text tokens in one window: the limit less `<s>`, `</s>` and the prefix.
+    fn window_capacity(&self, prefix_len: usize) -> usize {
+        self.spec
+            .max_tokens
+            .min(self.bert.max_positions())
+            .saturating_sub(2 + prefix_len)
+            .max(1)
+    }
+
+    fn with_specials(&self, prefix: &[u32], body: &[u32]) -> Vec<u32> {
+        let mut ids = Vec::with_capacity(body.len() + prefix.len() + 2);
+        ids.push(self.bos);
+        ids.extend_from_slice(prefix);
+        ids.extend_from_slice(body);
+        ids.push(self.eos);
+        ids
+    }
+
+    fn embed_windows(&self, text: &str) -> Result<Vec<Window>, EmbedError> {
+        let tokens = self.tokenize(Role::Passage, text)?;
+        let (prefix, body) = tokens.ids.split_at(tokens.prefix_len);
+        let body_offsets = &tokens.offsets[tokens.prefix_len..];
+        if body.is_empty() {
+            return Err(EmbedError::EmptyText);
+        }
+        let spans = window_spans(
+            body.len(),
+            self.window_capacity(prefix.len()),
+            self.spec.window_overlap,
+        );
+        let mut windows = Vec::with_capacity(spans.len());
+        for (from, to) in spans {
+            let ids = self.with_specials(prefix, &body[from..to]);
+            let start = floor_char_boundary(text, body_offsets[from].0);
+            let end = ceil_char_boundary(text, body_offsets[to - 1].1);
+            windows.push(Window {
+                start,
+                end,
+                tokens: ids.len(),
+                vector: self.bert.embed(&ids)?,
+            });
+        }
+        Ok(windows)
+    }
+}
+
+/// Token ranges `[from, to)` of at most `capacity` tokens that cover `len` tokens,
+/// each starting `overlap` tokens before the previous one ended.
+pub(crate) fn window_spans(len: usize, capacity: usize, overlap: usize) -> Vec<(usize, usize)> {
+    let capacity = capacity.max(1);
+    let stride = capacity.saturating_sub(overlap).max(1);
+    let mut spans = Vec::new();
+    let mut from = 0;
+    loop {
+        let to = (from + capacity).min(len);
+        spans.push((from, to));
+        if to == len {
+            return spans;
+        }
+        from += stride;
+    }
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_char_boundary(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}
+
+fn load_tokenizer(path: &Path) -> Result<Tokenizer, EmbedError> {
+    let mut tokenizer = Tokenizer::from_file(path)
+        .map_err(|e| EmbedError::Tokenizer(format!("{}: {e}", path.display())))?;
+    // Windows are cut by us; a truncation or padding rule in the file would silently
+    // drop text or add pad ids with the wrong id.
+    tokenizer
+        .with_truncation(None)
+        .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+    tokenizer.with_padding(None);
+    Ok(tokenizer)
+}
+
+#[cfg(feature = "cuda")]
+fn default_device() -> Result<Device, EmbedError> {
+    Ok(Device::new_cuda(0)?)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn default_device() -> Result<Device, EmbedError> {
+    Ok(Device::Cpu)
+}
+
+impl Encoder for CandleEncoder {
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    fn dimension(&self) -> usize {
+        self.spec.dimension
+    }
+
+    fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        let tokens = self.tokenize(Role::Query, text)?;
+        let (prefix, body) = tokens.ids.split_at(tokens.prefix_len);
+        if body.is_empty() {
+            return Err(EmbedError::EmptyText);
+        }
+        let body = &body[..body.len().min(self.window_capacity(prefix.len()))];
+        self.bert.embed(&self.with_specials(prefix, body))
+    }
+
+    fn embed_passages(&self, texts: &[&str]) -> Result<Vec<Vec<Window>>, EmbedError> {
+        texts.iter().map(|text| self.embed_windows(text)).collect()
+    }
+
+    fn count_tokens(&self, text: &str) -> Result<usize, EmbedError> {
+        Ok(self.tokenize(Role::Query, text)?.ids.len() + 2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_window_when_the_text_fits() {
+        assert_eq!(window_spans(100, 500, 64), vec![(0, 100)]);
+        assert_eq!(window_spans(500, 500, 64), vec![(0, 500)]);
+    }
+
+    #[test]
+    fn long_text_windows_overlap_and_cover_everything() {
+        let spans = window_spans(1200, 500, 64);
+        assert_eq!(spans, vec![(0, 500), (436, 936), (872, 1200)]);
+        for pair in spans.windows(2) {
+            assert_eq!(pair[0].1 - pair[1].0, 64, "overlap between {pair:?}");
+        }
+    }
+
+    #[test]
+    fn char_boundaries_never_split_a_chinese_character() {
+        let s = "英伟达";
+        assert_eq!(floor_char_boundary(s, 4), 3);
+        assert_eq!(ceil_char_boundary(s, 4), 6);
+        assert_eq!(ceil_char_boundary(s, 99), 9);
+    }
+}

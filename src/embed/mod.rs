@@ -1,0 +1,112 @@
+//! Turning text into vectors.
+//!
+//! Owns: the model manifest ([`ModelSpec`]), locating or downloading the model files,
+//! the candle BERT network, tokenization into windows, pooling. Must not: know about
+//! stories, the store or HTTP; callers hand it strings and get vectors back.
+
+mod bert;
+mod encoder;
+pub mod files;
+pub mod import;
+mod spec;
+
+pub use encoder::CandleEncoder;
+pub use files::{ModelFiles, ModelSource};
+pub use spec::{ModelSpec, Thresholds};
+
+/// Whether a text is a search query or a stored passage (e5 embeds them with different prefixes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Query,
+    Passage,
+}
+
+/// One window of a passage and its vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    /// Byte range of the window inside the passage text (always on char boundaries).
+    pub start: usize,
+    pub end: usize,
+    /// Tokens fed to the model for this window, `<s>`/`</s>` and prefix included.
+    pub tokens: usize,
+    /// L2-normalised embedding.
+    pub vector: Vec<f32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    #[error("model file {path} is missing: {hint}")]
+    MissingFile {
+        path: std::path::PathBuf,
+        hint: String,
+    },
+    #[error("could not read model manifest {path}: {message}")]
+    Manifest {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    #[error("could not download {file} from the Hugging Face Hub ({repo}): {message}")]
+    Download {
+        repo: String,
+        file: String,
+        message: String,
+    },
+    #[error("model config {path} is invalid: {message}")]
+    Config {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("model: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("model output has dimension {got}, the manifest says {expected}")]
+    Dimension { expected: usize, got: usize },
+    #[error("cannot embed an empty text")]
+    EmptyText,
+}
+
+/// What the rest of storydex needs from an embedding model.
+///
+/// The real implementation is [`CandleEncoder`]; HTTP-layer tests use a fake behind the
+/// same trait so they run without the model.
+pub trait Encoder: Send + Sync {
+    /// Identifies the model (and its weights' variant) so a store can refuse another one.
+    fn model_id(&self) -> &str;
+    fn dimension(&self) -> usize;
+    /// One vector for a query, cut to the model's token limit.
+    fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError>;
+    /// Each passage becomes one or more overlapping windows that together cover all of it.
+    fn embed_passages(&self, texts: &[&str]) -> Result<Vec<Vec<Window>>, EmbedError>;
+    /// Tokens the model would see for a query (for reporting throughput).
+    fn count_tokens(&self, text: &str) -> Result<usize, EmbedError>;
+}
+
+/// Scale `v` to unit length in place (a zero vector stays zero).
+pub fn normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+}
+
+/// Cosine similarity of two unit vectors.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_gives_unit_length_and_keeps_zero_vectors() {
+        let mut v = vec![3.0, 4.0];
+        normalize(&mut v);
+        assert!((dot(&v, &v) - 1.0).abs() < 1e-6);
+        assert_eq!(v, vec![0.6, 0.8]);
+        let mut z = vec![0.0; 3];
+        normalize(&mut z);
+        assert_eq!(z, vec![0.0; 3]);
+    }
+}

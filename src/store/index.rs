@@ -1,0 +1,224 @@
+//! The usearch HNSW index over window vectors, derived from SQLite and rebuildable.
+//!
+//! Owns: the index file, its atomic save (temp file, fsync, rename) and the sidecar that
+//! says which store generation and model it reflects. Must not: be trusted over SQLite;
+//! on any doubt the caller rebuilds it.
+//!
+//! Locking: usearch has crash reports under concurrent add + search (unum-cloud/USearch
+//! #389, #548), so the store wraps this type in an `RwLock`: searches share a read lock,
+//! adds/removes/saves take the write lock. Nothing here locks on its own.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
+
+use super::StoreError;
+
+pub(crate) struct VectorIndex {
+    index: Index,
+    dimension: usize,
+}
+
+/// Written next to the index file; the index is only used when this matches SQLite.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct IndexStamp {
+    pub(crate) model_id: String,
+    pub(crate) generation: i64,
+    pub(crate) size: usize,
+}
+
+fn usearch_error(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Index(e.to_string())
+}
+
+impl VectorIndex {
+    pub(crate) fn new(dimension: usize) -> Result<Self, StoreError> {
+        let options = IndexOptions {
+            dimensions: dimension,
+            metric: MetricKind::Cos,
+            quantization: ScalarKind::F32,
+            connectivity: 16,
+            expansion_add: 128,
+            expansion_search: 64,
+            multi: false,
+        };
+        let index = Index::new(&options).map_err(usearch_error)?;
+        index.reserve(1024).map_err(usearch_error)?;
+        Ok(Self { index, dimension })
+    }
+
+    /// Loads `path` if its stamp matches `expected`; `Ok(None)` means "rebuild".
+    pub(crate) fn load_if_current(
+        path: &Path,
+        dimension: usize,
+        expected: &IndexStamp,
+    ) -> Result<Option<Self>, StoreError> {
+        let stamp_path = stamp_path(path);
+        let Ok(stamp_text) = std::fs::read_to_string(&stamp_path) else {
+            return Ok(None);
+        };
+        let Ok(stamp) = serde_json::from_str::<IndexStamp>(&stamp_text) else {
+            return Ok(None);
+        };
+        if &stamp != expected || !path.is_file() {
+            return Ok(None);
+        }
+        let index = Self::new(dimension)?;
+        if index.index.load(&path.to_string_lossy()).is_err()
+            || index.index.size() != expected.size
+            || index.index.dimensions() != dimension
+        {
+            return Ok(None);
+        }
+        Ok(Some(index))
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.index.size()
+    }
+
+    pub(crate) fn add(&mut self, key: u64, vector: &[f32]) -> Result<(), StoreError> {
+        if vector.len() != self.dimension {
+            return Err(StoreError::Dimension {
+                expected: self.dimension,
+                got: vector.len(),
+            });
+        }
+        if self.index.size() + 1 > self.index.capacity() {
+            let grown = (self.index.capacity() * 2).max(1024);
+            self.index.reserve(grown).map_err(usearch_error)?;
+        }
+        self.index.add(key, vector).map_err(usearch_error)
+    }
+
+    pub(crate) fn remove(&mut self, key: u64) -> Result<(), StoreError> {
+        self.index.remove(key).map_err(usearch_error)?;
+        Ok(())
+    }
+
+    /// Up to `count` nearest keys passing `keep`, best first, as (key, cosine similarity).
+    pub(crate) fn search(
+        &self,
+        query: &[f32],
+        count: usize,
+        keep: impl Fn(u64) -> bool,
+    ) -> Result<Vec<(u64, f32)>, StoreError> {
+        if self.index.size() == 0 || count == 0 {
+            return Ok(Vec::new());
+        }
+        let matches = self
+            .index
+            .filtered_search(query, count, keep)
+            .map_err(usearch_error)?;
+        Ok(matches
+            .keys
+            .into_iter()
+            .zip(matches.distances)
+            .map(|(key, distance)| (key, 1.0 - distance))
+            .collect())
+    }
+
+    /// Saves atomically: a reader never sees a half-written index or a stale stamp.
+    pub(crate) fn save(&self, path: &Path, stamp: &IndexStamp) -> Result<(), StoreError> {
+        let stamp_path = stamp_path(path);
+        // Remove the stamp first: a crash between the two renames leaves no stamp, which
+        // means "rebuild", never "trust a mismatched index".
+        match std::fs::remove_file(&stamp_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        let tmp = with_suffix(path, ".tmp");
+        self.index
+            .save(&tmp.to_string_lossy())
+            .map_err(usearch_error)?;
+        File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        let stamp_tmp = with_suffix(&stamp_path, ".tmp");
+        let mut f = File::create(&stamp_tmp)?;
+        f.write_all(serde_json::to_string(stamp)?.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&stamp_tmp, &stamp_path)?;
+        if let Some(dir) = path.parent() {
+            // Make the renames durable too.
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn stamp_path(path: &Path) -> PathBuf {
+    with_suffix(path, ".stamp.json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(v: &[f32]) -> Vec<f32> {
+        let mut v = v.to_vec();
+        crate::embed::normalize(&mut v);
+        v
+    }
+
+    #[test]
+    fn search_returns_cosine_similarity_best_first_and_respects_the_filter() {
+        let mut index = VectorIndex::new(3).unwrap();
+        index.add(1, &unit(&[1.0, 0.0, 0.0])).unwrap();
+        index.add(2, &unit(&[1.0, 1.0, 0.0])).unwrap();
+        index.add(3, &unit(&[0.0, 0.0, 1.0])).unwrap();
+        let hits = index.search(&unit(&[1.0, 0.1, 0.0]), 3, |_| true).unwrap();
+        assert_eq!(hits[0].0, 1);
+        assert_eq!(hits[1].0, 2);
+        assert!((hits[0].1 - 0.995).abs() < 0.01, "{hits:?}");
+        let filtered = index.search(&unit(&[1.0, 0.1, 0.0]), 3, |k| k != 1).unwrap();
+        assert_eq!(filtered[0].0, 2);
+    }
+
+    #[test]
+    fn saved_index_loads_only_with_a_matching_stamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.usearch");
+        let mut index = VectorIndex::new(3).unwrap();
+        index.add(7, &unit(&[1.0, 2.0, 3.0])).unwrap();
+        let stamp = IndexStamp {
+            model_id: "m".into(),
+            generation: 4,
+            size: 1,
+        };
+        index.save(&path, &stamp).unwrap();
+        assert!(VectorIndex::load_if_current(&path, 3, &stamp)
+            .unwrap()
+            .is_some());
+        let newer = IndexStamp {
+            generation: 5,
+            ..stamp.clone()
+        };
+        assert!(VectorIndex::load_if_current(&path, 3, &newer)
+            .unwrap()
+            .is_none());
+        std::fs::remove_file(&path).unwrap();
+        assert!(VectorIndex::load_if_current(&path, 3, &stamp)
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn adding_past_the_reserved_capacity_grows_the_index() {
+        let mut index = VectorIndex::new(2).unwrap();
+        for key in 0..3000u64 {
+            let angle = key as f32 * 0.001;
+            index.add(key, &[angle.cos(), angle.sin()]).unwrap();
+        }
+        assert_eq!(index.len(), 3000);
+    }
+}

@@ -1,0 +1,748 @@
+//! Persistent state: SQLite (the source of truth) and the usearch index derived from it.
+//!
+//! Owns: the schema, the model a store was built with, story/window rows and their
+//! vectors, the in-memory catalog of window keys used to filter searches, and keeping
+//! the index consistent with SQLite. Must not: parse files or run the model.
+//!
+//! Locking order (never the other way round): `conn`, then `index`, then `catalog`.
+//! Writers commit to SQLite first, then update the index; readers only take `index`
+//! and `catalog` read locks, so searches keep answering during an ingest.
+
+mod index;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::corpus::{Digest, SourceKind, Story};
+use crate::embed::Window;
+use index::{IndexStamp, VectorIndex};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the store at {path} was built with model {stored}, not {requested}; \
+         use a new --data folder or the model it was built with"
+    )]
+    ModelMismatch {
+        path: PathBuf,
+        stored: String,
+        requested: String,
+    },
+    #[error("vector has dimension {got}, the store holds {expected}")]
+    Dimension { expected: usize, got: usize },
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("vector index: {0}")]
+    Index(String),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// What the catalog knows about one window key, enough to filter a search without SQL.
+#[derive(Debug, Clone)]
+pub struct WindowMeta {
+    pub story_id: String,
+    pub digest_id: String,
+    /// The story's publication date in its own offset, as `YYYYMMDD`.
+    pub day: Option<u32>,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// A story as stored, with its digest's title.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredStory {
+    pub id: String,
+    pub digest_id: String,
+    pub digest_title: String,
+    pub position: u32,
+    pub headline: String,
+    pub author: Option<String>,
+    pub url: Option<String>,
+    pub published: Option<OffsetDateTime>,
+    pub tags: Vec<String>,
+    pub display: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDigest {
+    pub id: String,
+    pub kind: SourceKind,
+    pub title: String,
+    pub published: Option<OffsetDateTime>,
+    pub categories: Vec<String>,
+    pub source: String,
+    pub stories: usize,
+}
+
+/// One story ready to be written: parsed, hashed and embedded.
+pub struct NewStory<'a> {
+    pub story: &'a Story,
+    pub hash: String,
+    pub windows: Vec<Window>,
+}
+
+/// One search result: a window and its cosine similarity to the query.
+#[derive(Debug, Clone)]
+pub struct WindowHit {
+    pub key: u64,
+    pub score: f32,
+    pub meta: WindowMeta,
+}
+
+pub struct Store {
+    dir: PathBuf,
+    model_id: String,
+    dimension: usize,
+    conn: Mutex<Connection>,
+    index: RwLock<VectorIndex>,
+    catalog: RwLock<HashMap<u64, WindowMeta>>,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS digests (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    title TEXT NOT NULL,
+    published TEXT,
+    categories TEXT NOT NULL,
+    source TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS stories (
+    id TEXT PRIMARY KEY,
+    digest_id TEXT NOT NULL REFERENCES digests(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    headline TEXT NOT NULL,
+    author TEXT,
+    url TEXT,
+    published TEXT,
+    day INTEGER,
+    tags TEXT NOT NULL,
+    display TEXT NOT NULL,
+    text TEXT NOT NULL,
+    content_hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS stories_by_digest ON stories(digest_id, position);
+CREATE TABLE IF NOT EXISTS windows (
+    key INTEGER PRIMARY KEY AUTOINCREMENT,
+    story_id TEXT NOT NULL REFERENCES stories(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    tokens INTEGER NOT NULL,
+    vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS windows_by_story ON windows(story_id, idx);
+"#;
+
+const DB_FILE: &str = "storydex.sqlite3";
+const INDEX_FILE: &str = "index.usearch";
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir` for the given model.
+    ///
+    /// A missing, stale or unreadable index is rebuilt from SQLite with a log line.
+    pub fn open(dir: &Path, model_id: &str, dimension: usize) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let mut conn = Connection::open(dir.join(DB_FILE))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch(SCHEMA)?;
+        check_model(&mut conn, dir, model_id, dimension)?;
+        let catalog = load_catalog(&conn)?;
+        let store = Self {
+            dir: dir.to_owned(),
+            model_id: model_id.to_owned(),
+            dimension,
+            index: RwLock::new(VectorIndex::new(dimension)?),
+            catalog: RwLock::new(catalog),
+            conn: Mutex::new(conn),
+        };
+        store.load_or_rebuild_index()?;
+        Ok(store)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    pub fn index_path(&self) -> PathBuf {
+        self.dir.join(INDEX_FILE)
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn stamp(&self, conn: &Connection) -> Result<IndexStamp, StoreError> {
+        let size: i64 = conn.query_row("SELECT COUNT(*) FROM windows", [], |r| r.get(0))?;
+        Ok(IndexStamp {
+            model_id: self.model_id.clone(),
+            generation: generation(conn)?,
+            size: size as usize,
+        })
+    }
+
+    fn load_or_rebuild_index(&self) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let stamp = self.stamp(&conn)?;
+        let path = self.index_path();
+        if let Some(loaded) = VectorIndex::load_if_current(&path, self.dimension, &stamp)? {
+            *self.index.write().unwrap_or_else(|p| p.into_inner()) = loaded;
+            return Ok(());
+        }
+        tracing::info!(
+            path = %path.display(),
+            windows = stamp.size,
+            "vector index missing or out of date; rebuilding it from SQLite"
+        );
+        let mut rebuilt = VectorIndex::new(self.dimension)?;
+        let mut stmt = conn.prepare("SELECT key, vector FROM windows")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let key: i64 = row.get(0)?;
+            let vector = blob_to_vector(&row.get::<_, Vec<u8>>(1)?, self.dimension)?;
+            rebuilt.add(key as u64, &vector)?;
+        }
+        rebuilt.save(&path, &stamp)?;
+        *self.index.write().unwrap_or_else(|p| p.into_inner()) = rebuilt;
+        Ok(())
+    }
+
+    /// Saves the index if it is not already saved for the current generation.
+    pub fn save_index(&self) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let stamp = self.stamp(&conn)?;
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        if index.len() != stamp.size {
+            return Err(StoreError::Corrupt(format!(
+                "index holds {} windows, SQLite {}",
+                index.len(),
+                stamp.size
+            )));
+        }
+        index.save(&self.index_path(), &stamp)
+    }
+
+    /// Content hashes of the stories already stored for `digest_id`.
+    pub fn story_hashes(&self, digest_id: &str) -> Result<HashMap<String, String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT id, content_hash FROM stories WHERE digest_id = ?1")?;
+        let rows = stmt.query_map([digest_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Inserts or replaces a digest row.
+    pub fn put_digest(&self, digest: &Digest) -> Result<(), StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO digests (id, kind, title, published, categories, source)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, title = excluded.title,
+                 published = excluded.published, categories = excluded.categories,
+                 source = excluded.source",
+            params![
+                digest.id,
+                kind_name(digest.kind),
+                digest.title,
+                digest.published.map(format_time).transpose()?,
+                serde_json::to_string(&digest.categories)?,
+                digest.source,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Writes stories and their windows in one transaction, replacing earlier versions,
+    /// then updates the index. On error nothing of the batch is stored.
+    pub fn put_stories(&self, batch: &[NewStory<'_>]) -> Result<(), StoreError> {
+        for new in batch {
+            for w in &new.windows {
+                if w.vector.len() != self.dimension {
+                    return Err(StoreError::Dimension {
+                        expected: self.dimension,
+                        got: w.vector.len(),
+                    });
+                }
+            }
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut removed = Vec::new();
+        let mut added = Vec::new();
+        for new in batch {
+            let s = new.story;
+            removed.extend(window_keys(&tx, &s.id)?);
+            tx.execute("DELETE FROM windows WHERE story_id = ?1", [&s.id])?;
+            tx.execute(
+                "INSERT INTO stories (id, digest_id, position, headline, author, url, published,
+                     day, tags, display, text, content_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                 ON CONFLICT(id) DO UPDATE SET digest_id = excluded.digest_id,
+                     position = excluded.position, headline = excluded.headline,
+                     author = excluded.author, url = excluded.url,
+                     published = excluded.published, day = excluded.day, tags = excluded.tags,
+                     display = excluded.display, text = excluded.text,
+                     content_hash = excluded.content_hash",
+                params![
+                    s.id,
+                    s.digest_id,
+                    s.position,
+                    s.headline,
+                    s.author,
+                    s.url,
+                    s.published.map(format_time).transpose()?,
+                    s.published.map(day_of),
+                    serde_json::to_string(&s.tags)?,
+                    s.display,
+                    s.text,
+                    new.hash,
+                ],
+            )?;
+            for (i, w) in new.windows.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO windows (story_id, idx, start, end, tokens, vector)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        s.id,
+                        i as i64,
+                        w.start as i64,
+                        w.end as i64,
+                        w.tokens as i64,
+                        vector_to_blob(&w.vector)
+                    ],
+                )?;
+                let meta = WindowMeta {
+                    story_id: s.id.clone(),
+                    digest_id: s.digest_id.clone(),
+                    day: s.published.map(day_of),
+                    start: w.start,
+                    end: w.end,
+                };
+                added.push((tx.last_insert_rowid() as u64, meta, &w.vector));
+            }
+        }
+        bump_generation(&tx)?;
+        tx.commit()?;
+        self.apply_to_index(&removed, added)
+    }
+
+    /// Deletes the stories of `digest_id` that are not in `keep` (items removed from an
+    /// edited digest). Returns how many were deleted.
+    pub fn retain_stories(&self, digest_id: &str, keep: &HashSet<&str>) -> Result<usize, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let existing: Vec<String> = {
+            let mut stmt = tx.prepare("SELECT id FROM stories WHERE digest_id = ?1")?;
+            let rows = stmt.query_map([digest_id], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut removed = Vec::new();
+        let mut deleted = 0;
+        for id in existing.iter().filter(|id| !keep.contains(id.as_str())) {
+            removed.extend(window_keys(&tx, id)?);
+            tx.execute("DELETE FROM windows WHERE story_id = ?1", [id])?;
+            tx.execute("DELETE FROM stories WHERE id = ?1", [id])?;
+            deleted += 1;
+        }
+        if deleted > 0 {
+            bump_generation(&tx)?;
+        }
+        tx.commit()?;
+        self.apply_to_index(&removed, Vec::new())?;
+        Ok(deleted)
+    }
+
+    fn apply_to_index(
+        &self,
+        removed: &[u64],
+        added: Vec<(u64, WindowMeta, &Vec<f32>)>,
+    ) -> Result<(), StoreError> {
+        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        let mut catalog = self.catalog.write().unwrap_or_else(|p| p.into_inner());
+        for key in removed {
+            index.remove(*key)?;
+            catalog.remove(key);
+        }
+        for (key, meta, vector) in added {
+            index.add(key, vector)?;
+            catalog.insert(key, meta);
+        }
+        Ok(())
+    }
+
+    /// Nearest windows to `query` among those `keep` accepts, best first.
+    pub fn search_windows(
+        &self,
+        query: &[f32],
+        count: usize,
+        keep: impl Fn(&WindowMeta) -> bool,
+    ) -> Result<Vec<WindowHit>, StoreError> {
+        if query.len() != self.dimension {
+            return Err(StoreError::Dimension {
+                expected: self.dimension,
+                got: query.len(),
+            });
+        }
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        let catalog = self.catalog.read().unwrap_or_else(|p| p.into_inner());
+        let hits = index.search(query, count, |key| catalog.get(&key).is_some_and(&keep))?;
+        Ok(hits
+            .into_iter()
+            .filter_map(|(key, score)| {
+                catalog.get(&key).map(|meta| WindowHit {
+                    key,
+                    score,
+                    meta: meta.clone(),
+                })
+            })
+            .collect())
+    }
+
+    pub fn story_count(&self) -> Result<usize, StoreError> {
+        let conn = self.conn();
+        let n: i64 = conn.query_row("SELECT COUNT(*) FROM stories", [], |r| r.get(0))?;
+        Ok(n as usize)
+    }
+
+    pub fn window_count(&self) -> usize {
+        self.index.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn story(&self, id: &str) -> Result<Option<StoredStory>, StoreError> {
+        Ok(self.stories(&[id])?.pop())
+    }
+
+    /// The stories with these ids, in the order given; unknown ids are skipped.
+    pub fn stories(&self, ids: &[&str]) -> Result<Vec<StoredStory>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(STORY_SELECT_BY_ID)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(story) = stmt.query_row([id], story_from_row).optional()? {
+                out.push(story?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The windows of a story with their vectors, in order.
+    pub fn story_windows(&self, id: &str) -> Result<Vec<(WindowMeta, Vec<f32>)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT w.start, w.end, w.vector, s.digest_id, s.day FROM windows w
+             JOIN stories s ON s.id = w.story_id WHERE w.story_id = ?1 ORDER BY w.idx",
+        )?;
+        let rows = stmt.query_map([id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<u32>>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (start, end, blob, digest_id, day) = row?;
+            let meta = WindowMeta {
+                story_id: id.to_owned(),
+                digest_id,
+                day,
+                start: start as usize,
+                end: end as usize,
+            };
+            out.push((meta, blob_to_vector(&blob, self.dimension)?));
+        }
+        Ok(out)
+    }
+
+    /// One vector per story (the normalised mean of its windows) with what clustering
+    /// needs, optionally limited to stories published in `[since, until]` (`YYYYMMDD`).
+    pub fn story_vectors(&self) -> Result<Vec<StoryVector>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT s.id, s.digest_id, s.day, s.published, s.url, w.vector FROM stories s
+             JOIN windows w ON w.story_id = s.id ORDER BY s.id, w.idx",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut out: Vec<StoryVector> = Vec::new();
+        while let Some(row) = rows.next()? {
+            let id: String = row.get(0)?;
+            let vector = blob_to_vector(&row.get::<_, Vec<u8>>(5)?, self.dimension)?;
+            match out.last_mut() {
+                Some(last) if last.id == id => {
+                    last.vector.iter_mut().zip(&vector).for_each(|(a, b)| *a += b);
+                }
+                _ => out.push(StoryVector {
+                    id,
+                    digest_id: row.get(1)?,
+                    day: row.get(2)?,
+                    published: parse_time_opt(row.get(3)?)?,
+                    url: row.get(4)?,
+                    vector,
+                }),
+            }
+        }
+        out.iter_mut()
+            .for_each(|s| crate::embed::normalize(&mut s.vector));
+        Ok(out)
+    }
+
+    pub fn digests(&self) -> Result<Vec<StoredDigest>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT d.id, d.kind, d.title, d.published, d.categories, d.source,
+                    (SELECT COUNT(*) FROM stories s WHERE s.digest_id = d.id)
+             FROM digests d ORDER BY d.published DESC NULLS LAST, d.id",
+        )?;
+        let rows = stmt.query_map([], digest_from_row)?;
+        rows.map(|r| r?).collect()
+    }
+
+    pub fn digest(&self, id: &str) -> Result<Option<(StoredDigest, Vec<StoredStory>)>, StoreError> {
+        let conn = self.conn();
+        let digest = conn
+            .query_row(
+                "SELECT d.id, d.kind, d.title, d.published, d.categories, d.source,
+                        (SELECT COUNT(*) FROM stories s WHERE s.digest_id = d.id)
+                 FROM digests d WHERE d.id = ?1",
+                [id],
+                digest_from_row,
+            )
+            .optional()?;
+        let Some(digest) = digest else {
+            return Ok(None);
+        };
+        let mut stmt = conn.prepare(&format!(
+            "{STORY_SELECT} WHERE s.digest_id = ?1 ORDER BY s.position"
+        ))?;
+        let stories = stmt
+            .query_map([id], story_from_row)?
+            .map(|r| r?)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some((digest?, stories)))
+    }
+}
+
+/// A story's single vector and the facts clustering uses.
+#[derive(Debug, Clone)]
+pub struct StoryVector {
+    pub id: String,
+    pub digest_id: String,
+    pub day: Option<u32>,
+    pub published: Option<OffsetDateTime>,
+    pub url: Option<String>,
+    pub vector: Vec<f32>,
+}
+
+const STORY_SELECT: &str = "SELECT s.id, s.digest_id, d.title, s.position, s.headline, s.author,
+        s.url, s.published, s.tags, s.display, s.text
+    FROM stories s JOIN digests d ON d.id = s.digest_id";
+const STORY_SELECT_BY_ID: &str = "SELECT s.id, s.digest_id, d.title, s.position, s.headline,
+        s.author, s.url, s.published, s.tags, s.display, s.text
+    FROM stories s JOIN digests d ON d.id = s.digest_id WHERE s.id = ?1";
+
+fn story_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredStory, StoreError>> {
+    let tags: String = r.get(8)?;
+    let published: Option<String> = r.get(7)?;
+    let build = || -> Result<StoredStory, StoreError> {
+        Ok(StoredStory {
+            id: r.get(0)?,
+            digest_id: r.get(1)?,
+            digest_title: r.get(2)?,
+            position: r.get(3)?,
+            headline: r.get(4)?,
+            author: r.get(5)?,
+            url: r.get(6)?,
+            published: parse_time_opt(published)?,
+            tags: serde_json::from_str(&tags)?,
+            display: r.get(9)?,
+            text: r.get(10)?,
+        })
+    };
+    Ok(build())
+}
+
+fn digest_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredDigest, StoreError>> {
+    let kind: String = r.get(1)?;
+    let published: Option<String> = r.get(3)?;
+    let categories: String = r.get(4)?;
+    let build = || -> Result<StoredDigest, StoreError> {
+        Ok(StoredDigest {
+            id: r.get(0)?,
+            kind: match kind.as_str() {
+                "digest" => SourceKind::Digest,
+                "archive" => SourceKind::Archive,
+                other => return Err(StoreError::Corrupt(format!("digest kind {other:?}"))),
+            },
+            title: r.get(2)?,
+            published: parse_time_opt(published)?,
+            categories: serde_json::from_str(&categories)?,
+            source: r.get(5)?,
+            stories: r.get::<_, i64>(6)? as usize,
+        })
+    };
+    Ok(build())
+}
+
+fn kind_name(kind: SourceKind) -> &'static str {
+    match kind {
+        SourceKind::Digest => "digest",
+        SourceKind::Archive => "archive",
+    }
+}
+
+fn check_model(
+    conn: &mut Connection,
+    dir: &Path,
+    model_id: &str,
+    dimension: usize,
+) -> Result<(), StoreError> {
+    let stored: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'model_id'", [], |r| r.get(0))
+        .optional()?;
+    match stored {
+        Some(stored) if stored != model_id => Err(StoreError::ModelMismatch {
+            path: dir.to_owned(),
+            stored,
+            requested: model_id.to_owned(),
+        }),
+        Some(_) => Ok(()),
+        None => {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('model_id', ?1), ('dimension', ?2),
+                     ('schema_version', '1'), ('generation', '0')",
+                params![model_id, dimension.to_string()],
+            )?;
+            tx.commit()?;
+            Ok(())
+        }
+    }
+}
+
+fn generation(conn: &Connection) -> Result<i64, StoreError> {
+    let value: String =
+        conn.query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| r.get(0))?;
+    value
+        .parse()
+        .map_err(|_| StoreError::Corrupt(format!("generation {value:?} is not a number")))
+}
+
+fn bump_generation(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'generation'",
+        [],
+    )?;
+    Ok(())
+}
+
+fn window_keys(conn: &Connection, story_id: &str) -> Result<Vec<u64>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT key FROM windows WHERE story_id = ?1")?;
+    let rows = stmt.query_map([story_id], |r| r.get::<_, i64>(0))?;
+    Ok(rows
+        .map(|r| r.map(|k| k as u64))
+        .collect::<Result<_, _>>()?)
+}
+
+fn load_catalog(conn: &Connection) -> Result<HashMap<u64, WindowMeta>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT w.key, w.story_id, s.digest_id, s.day, w.start, w.end
+         FROM windows w JOIN stories s ON s.id = w.story_id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)? as u64,
+            WindowMeta {
+                story_id: r.get(1)?,
+                digest_id: r.get(2)?,
+                day: r.get(3)?,
+                start: r.get::<_, i64>(4)? as usize,
+                end: r.get::<_, i64>(5)? as usize,
+            },
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// `YYYYMMDD` of a time in its own offset: a digest published at 00:00 +08:00 belongs
+/// to that local day, as its title says.
+pub fn day_of(t: OffsetDateTime) -> u32 {
+    t.year() as u32 * 10_000 + u8::from(t.month()) as u32 * 100 + t.day() as u32
+}
+
+fn format_time(t: OffsetDateTime) -> Result<String, StoreError> {
+    t.format(&Rfc3339)
+        .map_err(|e| StoreError::Corrupt(format!("time {t} cannot be formatted: {e}")))
+}
+
+fn parse_time_opt(s: Option<String>) -> Result<Option<OffsetDateTime>, StoreError> {
+    s.map(|s| {
+        OffsetDateTime::parse(&s, &Rfc3339)
+            .map_err(|e| StoreError::Corrupt(format!("stored time {s:?}: {e}")))
+    })
+    .transpose()
+}
+
+fn vector_to_blob(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn blob_to_vector(blob: &[u8], dimension: usize) -> Result<Vec<f32>, StoreError> {
+    if blob.len() != dimension * 4 {
+        return Err(StoreError::Corrupt(format!(
+            "stored vector has {} bytes, expected {}",
+            blob.len(),
+            dimension * 4
+        )));
+    }
+    Ok(blob
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vectors_round_trip_through_blobs() {
+        let v = vec![0.25, -1.5, 3.0];
+        assert_eq!(blob_to_vector(&vector_to_blob(&v), 3).unwrap(), v);
+        assert!(blob_to_vector(&vector_to_blob(&v), 4).is_err());
+    }
+
+    #[test]
+    fn day_uses_the_local_date_of_the_offset() {
+        let t = OffsetDateTime::parse("2026-01-07T00:00:10+08:00", &Rfc3339).unwrap();
+        assert_eq!(day_of(t), 20260107);
+    }
+
+    #[test]
+    fn opening_a_store_with_another_model_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path(), "model-a@3", 3).unwrap());
+        let err = Store::open(dir.path(), "model-b@3", 3).err().unwrap();
+        assert!(matches!(err, StoreError::ModelMismatch { .. }), "{err}");
+        assert!(err.to_string().contains("model-a@3"));
+    }
+}
