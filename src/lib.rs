@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod corpus;
 pub mod domain;
 pub mod embed;

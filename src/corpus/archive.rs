@@ -17,11 +17,7 @@ use super::markdown::{join_paragraphs, strip_markdown};
 use super::{Digest, ParseError, ParsedFile, SourceKind, Story};
 
 /// Parses an archive whose first `<details>` is at `lines[first]`.
-pub(super) fn parse(
-    source: &str,
-    lines: &[&str],
-    first: usize,
-) -> Result<ParsedFile, ParseError> {
+pub(super) fn parse(source: &str, lines: &[&str], first: usize) -> Result<ParsedFile, ParseError> {
     let file_name = Path::new(source)
         .file_name()
         .map_or_else(|| source.to_string(), |n| n.to_string_lossy().into_owned());
@@ -122,8 +118,8 @@ impl Entry {
         let block = &lines[open..=close];
         let (summary_idx, summary_end, summary) = find_summary(source, block, open)?;
         let summary_line = open + summary_idx + 1;
-        let head = SummaryLine::parse(&summary)
-            .map_err(|m| ParseError::new(source, summary_line, m))?;
+        let head =
+            SummaryLine::parse(&summary).map_err(|m| ParseError::new(source, summary_line, m))?;
 
         // Everything after `</summary>` up to `</details>` is the body, HTML included.
         let last = block.len() - 1;
@@ -143,7 +139,11 @@ impl Entry {
             number: head.number,
             summary_line,
             headline: head.headline,
-            tags: head.category.into_iter().chain(head.parts.clone()).collect(),
+            tags: head
+                .category
+                .into_iter()
+                .chain(head.parts.clone())
+                .collect(),
             url,
             published: head.date,
             display,
@@ -516,11 +516,15 @@ mod tests {
         for gone in ["<a href", "<img", "# 【人工智能】", "[model=", "</details>"] {
             assert!(!ep.display.contains(gone), "display still has {gone}");
         }
-        assert!(ep.display.contains("**主題：楊立昆專訪重點：大語言模型的局限與AGI的未來**"));
+        assert!(ep
+            .display
+            .contains("**主題：楊立昆專訪重點：大語言模型的局限與AGI的未來**"));
         assert!(ep
             .text
             .starts_with("大语言模型不会带来AGI\n好的，我來為您整理這篇文稿"));
-        assert!(ep.text.contains("\n主題：楊立昆專訪重點：大語言模型的局限與AGI的未來\n"));
+        assert!(ep
+            .text
+            .contains("\n主題：楊立昆專訪重點：大語言模型的局限與AGI的未來\n"));
         assert!(ep.text.contains("\n缺乏創新能力： 大語言模型擅長"));
         assert!(!ep.text.contains("**"));
     }
@@ -534,7 +538,10 @@ mod tests {
         assert_eq!(ep.published, Some(datetime!(2025-03-13 0:00 UTC)));
         assert_eq!(ep.headline, "每日科技新闻汇总");
         // The headline is not repeated among the tags.
-        assert_eq!(ep.tags[..3], ["AI动态", "20250313", "灵犀X2机器人骑行秀绝技"]);
+        assert_eq!(
+            ep.tags[..3],
+            ["AI动态", "20250313", "灵犀X2机器人骑行秀绝技"]
+        );
         assert_eq!(
             ep.url.as_deref(),
             Some("https://www.youtube.com/watch?v=Lt9G2OLUhbM")
@@ -571,7 +578,11 @@ mod tests {
             "两万字深度解密DeepSeek-R1、Kimi 1.5，强推理模型凭什么火出圈"
         );
         assert_eq!(ep.tags, ["分享", "北大AI对齐团队", "超清版"]);
-        let undated = parsed.stories.iter().filter(|s| s.published.is_none()).count();
+        let undated = parsed
+            .stories
+            .iter()
+            .filter(|s| s.published.is_none())
+            .count();
         // 43 entries lack `[date]`; 589 and 588 recover one from their titles.
         assert_eq!(undated, 41);
     }
@@ -601,7 +612,11 @@ mod tests {
                 "{}: {url}",
                 s.id
             );
-            assert!(!s.headline.is_empty() && !s.headline.contains('【'), "{}", s.id);
+            assert!(
+                !s.headline.is_empty() && !s.headline.contains('【'),
+                "{}",
+                s.id
+            );
             assert!(!s.display.contains("[model="), "{}", s.id);
             assert!(!s.display.ends_with("---"), "{}", s.id);
         }
@@ -617,7 +632,10 @@ mod tests {
         assert_eq!(s.position, 7);
         assert_eq!(s.headline, "Title");
         assert_eq!(s.tags, ["AI", "tag one", "tag two"]);
-        assert_eq!(s.url.as_deref(), Some("https://www.youtube.com/watch?v=abc"));
+        assert_eq!(
+            s.url.as_deref(),
+            Some("https://www.youtube.com/watch?v=abc")
+        );
         assert_eq!(s.published, Some(datetime!(2025-01-02 0:00 UTC)));
         assert_eq!(s.display, "**Body** text.");
         assert_eq!(s.text, "Title\nBody text.");
@@ -668,7 +686,11 @@ mod tests {
     fn text_between_blocks_is_reported_at_its_line() {
         let e = parse_err(&format!("{ONE}stray text\n"));
         assert_eq!(e.line, 19);
-        assert!(e.message.contains("outside a <details> block"), "{}", e.message);
+        assert!(
+            e.message.contains("outside a <details> block"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
@@ -680,7 +702,10 @@ mod tests {
 
     #[test]
     fn compact_dates_must_be_real_and_standalone() {
-        assert_eq!(compact_date_in("x 20250313 y"), Some(datetime!(2025-03-13 0:00 UTC)));
+        assert_eq!(
+            compact_date_in("x 20250313 y"),
+            Some(datetime!(2025-03-13 0:00 UTC))
+        );
         assert_eq!(compact_date_in("id 120250313"), None);
         assert_eq!(compact_date_in("20251340"), None);
         assert_eq!(compact_date_in("12345678"), None);

@@ -15,11 +15,7 @@ use super::markdown::{dedent, join_paragraphs, strip_markdown};
 use super::{Digest, ParseError, ParsedFile, SourceKind, Story};
 
 /// Parses a digest whose opening `---` is at `lines[open]`.
-pub(super) fn parse(
-    source: &str,
-    lines: &[&str],
-    open: usize,
-) -> Result<ParsedFile, ParseError> {
+pub(super) fn parse(source: &str, lines: &[&str], open: usize) -> Result<ParsedFile, ParseError> {
     let err = |line: usize, msg: String| ParseError::new(source, line, msg);
 
     let close = lines[open + 1..]
@@ -330,9 +326,7 @@ fn item_start(line: &str) -> Option<(u32, &str)> {
 fn parse_link(rest: &str) -> Result<(&str, &str), String> {
     const SHAPE: &str = "write the item as `N.  [headline](url)`";
     let Some(inner) = rest.strip_prefix('[') else {
-        return Err(format!(
-            "item line has no [headline](url) link: {SHAPE}"
-        ));
+        return Err(format!("item line has no [headline](url) link: {SHAPE}"));
     };
     let Some(inner) = inner.trim_end().strip_suffix(')') else {
         return Err(format!(
@@ -348,9 +342,7 @@ fn parse_link(rest: &str) -> Result<(&str, &str), String> {
         .find(|&i| brackets_balanced(&inner[..i]))
         .or_else(|| separators.last().copied());
     let Some(split) = split else {
-        return Err(format!(
-            "item line has no [headline](url) link: {SHAPE}"
-        ));
+        return Err(format!("item line has no [headline](url) link: {SHAPE}"));
     };
     let headline = inner[..split].trim();
     // A Markdown link may carry a title after the URL (`(url "title")`); only the URL
@@ -469,7 +461,13 @@ mod tests {
         assert_eq!(d.published, Some(datetime!(2026-01-06 12:00:09 +08:00)));
         assert_eq!(
             d.categories,
-            ["AI Industry", "Robotics", "Deep Learning", "Software Development", "Research"]
+            [
+                "AI Industry",
+                "Robotics",
+                "Deep Learning",
+                "Software Development",
+                "Research"
+            ]
         );
         assert_eq!(d.source, "test.txt");
         assert_eq!(parsed.stories.len(), 10);
@@ -530,19 +528,48 @@ mod tests {
 
     #[test]
     fn every_seed_headline_splits_into_the_expected_headline_and_author() {
-        let expected: &[(&str, &[(&str, Option<&str>)])] = &[
+        // (file text, [(headline, author)] in item order)
+        type Expected<'a> = (&'a str, &'a [(&'a str, Option<&'a str>)]);
+        let expected: &[Expected] = &[
             (
                 D001,
                 &[
-                    ("英伟达在CES 2026发布Rubin芯片架构及Alpamayo机器人和自动驾驶VLA模型", Some("歸藏(guizang.ai)")),
-                    ("Google DeepMind与Boston Dynamics达成机器人AI合作", Some("Demis Hassabis")),
-                    ("Boston Dynamics推出新款Atlas人形机器人，进军工业生产", Some("小互")),
-                    ("谷歌发布“Nested Learning”论文，探索深度学习新架构", Some("向阳乔木")),
-                    ("a16z合伙人Anish Acharya展望2026年AI应用趋势：从“怎么做”到“做什么”", Some("宝玉")),
-                    ("新论点：AI落地挑战在于组织协调而非技术适应", Some("sarah guo")),
-                    ("Huggingface热门论文洞察：中国团队贡献突出，中美AI竞争激烈", Some("向阳乔木")),
-                    ("NVIDIA GR00T等开放机器人数据集2025年下载量突破900万", Some("Clement Delangue")),
-                    ("新工具hf-mem：Huggingface模型VRAM推理需求估算器", Some("Clement Delangue")),
+                    (
+                        "英伟达在CES 2026发布Rubin芯片架构及Alpamayo机器人和自动驾驶VLA模型",
+                        Some("歸藏(guizang.ai)"),
+                    ),
+                    (
+                        "Google DeepMind与Boston Dynamics达成机器人AI合作",
+                        Some("Demis Hassabis"),
+                    ),
+                    (
+                        "Boston Dynamics推出新款Atlas人形机器人，进军工业生产",
+                        Some("小互"),
+                    ),
+                    (
+                        "谷歌发布“Nested Learning”论文，探索深度学习新架构",
+                        Some("向阳乔木"),
+                    ),
+                    (
+                        "a16z合伙人Anish Acharya展望2026年AI应用趋势：从“怎么做”到“做什么”",
+                        Some("宝玉"),
+                    ),
+                    (
+                        "新论点：AI落地挑战在于组织协调而非技术适应",
+                        Some("sarah guo"),
+                    ),
+                    (
+                        "Huggingface热门论文洞察：中国团队贡献突出，中美AI竞争激烈",
+                        Some("向阳乔木"),
+                    ),
+                    (
+                        "NVIDIA GR00T等开放机器人数据集2025年下载量突破900万",
+                        Some("Clement Delangue"),
+                    ),
+                    (
+                        "新工具hf-mem：Huggingface模型VRAM推理需求估算器",
+                        Some("Clement Delangue"),
+                    ),
                 ],
             ),
             (
@@ -550,21 +577,36 @@ mod tests {
                 &[
                     ("全球最大AI机器人黑客马拉松即将举行", Some("clem 🤗")),
                     ("大型LLM训练效率研究：H2项目取得进展", Some("Jack Clark")),
-                    ("多模态RAG研究揭示检索优越性与VLM文本阅读挑战", Some("merve")),
+                    (
+                        "多模态RAG研究揭示检索优越性与VLM文本阅读挑战",
+                        Some("merve"),
+                    ),
                     ("Gary Marcus批评AI估值炒作与伪科学论文", Some("Gary Marcus")),
                     ("《AI帝国》作者探讨AI发展轨迹的潜在危害", Some("Karen Hao")),
                     ("Hugging Face CEO看好印度在AI领域的影响力", Some("clem 🤗")),
-                    ("Hugging Face发布模型上下文协议（MCP）服务器", Some("clem 🤗")),
+                    (
+                        "Hugging Face发布模型上下文协议（MCP）服务器",
+                        Some("clem 🤗"),
+                    ),
                     ("讽刺漫画揭示技术问题解决中的“AI依赖陷阱”", Some("宝玉")),
                 ],
             ),
             (
                 D004,
                 &[
-                    ("Google发布第七代TPU Ironwood，性能大幅提升", Some("Demis Hassabis")),
+                    (
+                        "Google发布第七代TPU Ironwood，性能大幅提升",
+                        Some("Demis Hassabis"),
+                    ),
                     ("AI对就业市场的影响及北美科技公司裁员趋势", Some("宝玉")),
-                    ("对Sam Altman信誉及其政府担保言论的质疑", Some("Gary Marcus")),
-                    ("AI被视为新的经济增长引擎，基础设施投资至关重要", Some("Peter H. Diamandis, MD")),
+                    (
+                        "对Sam Altman信誉及其政府担保言论的质疑",
+                        Some("Gary Marcus"),
+                    ),
+                    (
+                        "AI被视为新的经济增长引擎，基础设施投资至关重要",
+                        Some("Peter H. Diamandis, MD"),
+                    ),
                     ("中国AI模型在计算效率上展现显著优势", Some("Emad")),
                     ("Emad呼吁政府为AI基础设施建设提供承保和担保", Some("Emad")),
                     ("机器人操控能力与AI大模型的融合趋势", Some("宝玉")),
@@ -603,7 +645,10 @@ mod tests {
     #[test]
     fn author_separators_in_other_shapes_are_recognised() {
         assert_eq!(split_author("标题 - Jean-Luc"), ("标题", Some("Jean-Luc")));
-        assert_eq!(split_author("发布GPT-5（开源）-宝玉"), ("发布GPT-5（开源）", Some("宝玉")));
+        assert_eq!(
+            split_author("发布GPT-5（开源）-宝玉"),
+            ("发布GPT-5（开源）", Some("宝玉"))
+        );
         assert_eq!(split_author("Title -Someone"), ("Title", Some("Someone")));
         // After a spaced dash, a clause is not a name.
         assert_eq!(
@@ -616,7 +661,10 @@ mod tests {
     fn summary_markdown_is_kept_for_display_and_stripped_for_text() {
         let s1 = &parse_ok(D000).stories[0];
         assert!(s1.display.contains("Nvidia CEO **Jensen Huang** 将出席"));
-        assert!(s1.display.starts_with("Sarah Guo宣布"), "display is dedented");
+        assert!(
+            s1.display.starts_with("Sarah Guo宣布"),
+            "display is dedented"
+        );
         assert!(s1.text.contains("Nvidia CEO Jensen Huang 将出席"));
         assert!(!s1.text.contains("**"));
         assert!(s1
@@ -719,7 +767,8 @@ mod tests {
 
     #[test]
     fn item_without_a_summary_is_reported_at_its_line() {
-        let text = format!("{MINIMAL}\n2.  [Second](https://x.com/2)\n\n3.  [Third](u)\n\n    S.\n");
+        let text =
+            format!("{MINIMAL}\n2.  [Second](https://x.com/2)\n\n3.  [Third](u)\n\n    S.\n");
         let e = parse_err(&text);
         assert_eq!(e.line, 11);
         assert!(e.message.contains("item 2 has no summary"), "{}", e.message);

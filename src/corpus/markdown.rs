@@ -310,7 +310,10 @@ fn html_tag(s: &str, start: usize, out: &mut String) -> usize {
         .take_while(|c| c.is_ascii_alphanumeric())
         .collect::<String>()
         .to_ascii_lowercase();
-    if matches!(tag_name.as_str(), "br" | "p" | "div" | "li" | "tr" | "td" | "hr") {
+    if matches!(
+        tag_name.as_str(),
+        "br" | "p" | "div" | "li" | "tr" | "td" | "hr"
+    ) {
         out.push(' ');
     }
     start + 1 + end + 1
@@ -433,10 +436,7 @@ mod tests {
 
     #[test]
     fn inline_code_keeps_its_text_including_angle_brackets() {
-        assert_eq!(
-            strip_markdown("关于`hf-mem`工具"),
-            "关于hf-mem工具"
-        );
+        assert_eq!(strip_markdown("关于`hf-mem`工具"), "关于hf-mem工具");
         assert_eq!(
             strip_markdown("special tokens `<|user|>` and `<|assistant|>`"),
             "special tokens <|user|> and <|assistant|>"
@@ -450,8 +450,14 @@ mod tests {
             strip_markdown("see [the paper](https://example.com/a_(b)) now"),
             "see the paper now"
         );
-        assert_eq!(strip_markdown("![logo](x.png) [**bold** link](u)"), "logo bold link");
-        assert_eq!(strip_markdown("[2025-03-23] not a link"), "[2025-03-23] not a link");
+        assert_eq!(
+            strip_markdown("![logo](x.png) [**bold** link](u)"),
+            "logo bold link"
+        );
+        assert_eq!(
+            strip_markdown("[2025-03-23] not a link"),
+            "[2025-03-23] not a link"
+        );
     }
 
     #[test]
@@ -470,7 +476,10 @@ mod tests {
             "watch now"
         );
         assert_eq!(strip_markdown("one<br>two"), "one two");
-        assert_eq!(strip_markdown("<https://example.com>"), "https://example.com");
+        assert_eq!(
+            strip_markdown("<https://example.com>"),
+            "https://example.com"
+        );
         assert_eq!(strip_markdown("a < b > c and <3"), "a < b > c and <3");
     }
 

