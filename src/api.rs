@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::corpus::SourceKind;
-use crate::service::{IngestReport, StoryHit};
+use crate::service::{CheckedItem, Coverage, DuplicateCluster, IngestReport, StoryHit};
 use crate::store::{StoredDigest, StoredStory};
 
 fn rfc3339(t: Option<OffsetDateTime>) -> Option<String> {
@@ -187,4 +187,159 @@ impl From<&IngestReport> for IngestSummary {
             interrupted: r.interrupted,
         }
     }
+}
+
+/// Body of `POST /v1/search`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    /// Chinese or English text, 1 to 2,000 characters.
+    pub query: String,
+    /// How many stories to return, 1 to 100 (default 10).
+    #[serde(default)]
+    pub k: Option<usize>,
+    /// Only stories published on or after this day (`YYYY-MM-DD`).
+    #[serde(default)]
+    pub since: Option<String>,
+    /// Only stories published on or before this day (`YYYY-MM-DD`).
+    #[serde(default)]
+    pub until: Option<String>,
+}
+
+/// `GET /health`: `status` is `ok` once the model and index are loaded, `starting` before.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HealthResponse {
+    pub status: String,
+    /// Stories in the store (0 while starting).
+    pub stories: usize,
+    /// Id of the loaded model; null while starting.
+    pub model: Option<String>,
+}
+
+/// One story of a digest that was just ingested.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreatedItem {
+    pub id: String,
+    pub title: String,
+}
+
+/// `POST /v1/digests`: what ingesting one digest did.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DigestCreated {
+    /// Id of the digest (the same each time the same digest is posted).
+    pub digest: String,
+    /// Ids of its stories, in digest order.
+    pub stories: Vec<String>,
+    /// The same stories with their titles, in digest order.
+    pub items: Vec<CreatedItem>,
+    pub new: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    /// Stories stored for this digest before that it no longer contains.
+    pub removed: usize,
+}
+
+/// A member of a duplicate cluster.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ClusterStory {
+    pub id: String,
+    pub title: String,
+    pub url: Option<String>,
+    pub published: Option<String>,
+    pub digest: String,
+    /// Cosine similarity to the cluster centroid.
+    pub score: f32,
+}
+
+/// Stories of different digests that report the same event.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ClusterView {
+    pub id: String,
+    /// The most representative headline (the member closest to the centroid).
+    pub title: String,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    pub stories: Vec<ClusterStory>,
+}
+
+impl From<DuplicateCluster> for ClusterView {
+    fn from(c: DuplicateCluster) -> Self {
+        Self {
+            id: c.id,
+            title: c.title,
+            first_seen: rfc3339(c.first_seen),
+            last_seen: rfc3339(c.last_seen),
+            stories: c
+                .stories
+                .into_iter()
+                .map(|(s, score)| ClusterStory {
+                    id: s.id,
+                    title: s.headline,
+                    url: s.url,
+                    published: rfc3339(s.published),
+                    digest: s.digest_id,
+                    score,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DuplicatesResponse {
+    pub clusters: Vec<ClusterView>,
+}
+
+/// An earlier story that already reported the same event.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CoverageView {
+    pub id: String,
+    pub title: String,
+    pub url: Option<String>,
+    pub published: Option<String>,
+    pub digest: String,
+    /// Pair score: cosine, raised for the same link, lowered for a long time gap.
+    pub score: f32,
+}
+
+impl From<Coverage> for CoverageView {
+    fn from(c: Coverage) -> Self {
+        Self {
+            id: c.story.id,
+            title: c.story.headline,
+            url: c.story.url,
+            published: rfc3339(c.story.published),
+            digest: c.story.digest_id,
+            score: c.score,
+        }
+    }
+}
+
+/// One item of a checked or posted digest, with where it was covered before.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CheckedItemView {
+    pub id: String,
+    pub position: u32,
+    pub title: String,
+    pub url: Option<String>,
+    /// Earlier stories from other digests reporting the same event, best first.
+    pub previous_coverage: Vec<CoverageView>,
+}
+
+impl From<CheckedItem> for CheckedItemView {
+    fn from(c: CheckedItem) -> Self {
+        Self {
+            id: c.story.id,
+            position: c.story.position,
+            title: c.story.headline,
+            url: c.story.url,
+            previous_coverage: c.previous_coverage.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CheckResponse {
+    pub digest: String,
+    pub items: Vec<CheckedItemView>,
 }

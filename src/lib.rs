@@ -9,5 +9,6 @@ pub mod cluster;
 pub mod corpus;
 pub mod domain;
 pub mod embed;
+pub mod http;
 pub mod service;
 pub mod store;

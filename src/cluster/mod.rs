@@ -131,7 +131,8 @@ pub fn knn(items: &[Item], k: usize) -> Result<Vec<Vec<(usize, f32)>>, String> {
             })
             .collect();
         for h in handles {
-            h.join().map_err(|_| "an index thread panicked".to_owned())??;
+            h.join()
+                .map_err(|_| "an index thread panicked".to_owned())??;
         }
         Ok(())
     })?;
@@ -164,7 +165,10 @@ pub fn knn(items: &[Item], k: usize) -> Result<Vec<Vec<(usize, f32)>>, String> {
             .collect();
         let mut all = Vec::with_capacity(items.len());
         for h in handles {
-            all.extend(h.join().map_err(|_| "a search thread panicked".to_owned())??);
+            all.extend(
+                h.join()
+                    .map_err(|_| "a search thread panicked".to_owned())??,
+            );
         }
         Ok(all)
     })
@@ -180,7 +184,11 @@ pub fn cluster(items: &[Item], neighbors: &[Vec<(usize, f32)>], p: &Params) -> V
     let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
     for (i, list) in neighbors.iter().enumerate() {
         for &(j, _) in list {
-            if j <= i && neighbors.get(j).is_some_and(|l| l.iter().any(|&(x, _)| x == i)) {
+            if j <= i
+                && neighbors
+                    .get(j)
+                    .is_some_and(|l| l.iter().any(|&(x, _)| x == i))
+            {
                 continue; // seen from j's side
             }
             let (a, b) = (&items[i], &items[j]);

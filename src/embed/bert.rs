@@ -44,8 +44,7 @@ impl BertConfig {
                 config.hidden_act
             )));
         }
-        if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0
-        {
+        if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
             return Err(bad(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 config.hidden_size, config.num_attention_heads
@@ -168,7 +167,14 @@ impl Bert {
             let k = linear(&format!("{p}.attention.self.key"), h, h)?;
             let v = linear(&format!("{p}.attention.self.value"), h, h)?;
             let bias = |l: &Linear| l.bias().expect("loaded with a bias").clone();
-            let qkv_w = Tensor::cat(&[(q.weight() * scale)?, k.weight().clone(), v.weight().clone()], 0)?;
+            let qkv_w = Tensor::cat(
+                &[
+                    (q.weight() * scale)?,
+                    k.weight().clone(),
+                    v.weight().clone(),
+                ],
+                0,
+            )?;
             let qkv_b = Tensor::cat(&[(bias(&q) * scale)?, bias(&k), bias(&v)], 0)?;
             layers.push(Layer {
                 qkv: Linear::new(qkv_w, Some(qkv_b)),
@@ -228,7 +234,11 @@ impl Bert {
                     .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
             );
         }
-        Ok(Tensor::from_vec(out, (ids.len(), self.hidden), &self.device)?)
+        Ok(Tensor::from_vec(
+            out,
+            (ids.len(), self.hidden),
+            &self.device,
+        )?)
     }
 
     /// One sequence (`<s> ... </s>`, no padding) to its mean-pooled unit vector.

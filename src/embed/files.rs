@@ -120,7 +120,11 @@ impl ModelFiles {
         match Self::from_dir(&default) {
             Ok(files) => Ok(files),
             Err(local) => Self::from_hub(spec, false).map_err(|hub| match hub {
-                EmbedError::Download { repo, file, message } => EmbedError::Download {
+                EmbedError::Download {
+                    repo,
+                    file,
+                    message,
+                } => EmbedError::Download {
                     repo,
                     file,
                     message: format!("{message} (and the local folder is incomplete: {local})"),

@@ -6,6 +6,7 @@
 
 mod bert;
 mod encoder;
+pub mod fake;
 pub mod files;
 pub mod import;
 mod spec;

@@ -39,8 +39,11 @@ pub struct Thresholds {
 impl ModelSpec {
     /// The built-in manifest of `intfloat/multilingual-e5-small`.
     pub fn default_model() -> Self {
-        Self::parse(DEFAULT_MANIFEST, Path::new("models/multilingual-e5-small.toml"))
-            .expect("the built-in manifest parses and is valid; this is a bug")
+        Self::parse(
+            DEFAULT_MANIFEST,
+            Path::new("models/multilingual-e5-small.toml"),
+        )
+        .expect("the built-in manifest parses and is valid; this is a bug")
     }
 
     pub fn from_file(path: &Path) -> Result<Self, EmbedError> {

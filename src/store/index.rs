@@ -180,7 +180,9 @@ mod tests {
         assert_eq!(hits[0].0, 1);
         assert_eq!(hits[1].0, 2);
         assert!((hits[0].1 - 0.995).abs() < 0.01, "{hits:?}");
-        let filtered = index.search(&unit(&[1.0, 0.1, 0.0]), 3, |k| k != 1).unwrap();
+        let filtered = index
+            .search(&unit(&[1.0, 0.1, 0.0]), 3, |k| k != 1)
+            .unwrap();
         assert_eq!(filtered[0].0, 2);
     }
 

@@ -175,6 +175,28 @@ impl Store {
         Ok(store)
     }
 
+    /// The model id and dimension a store in `dir` was built with, if there is one.
+    pub fn stored_model(dir: &Path) -> Result<Option<(String, usize)>, StoreError> {
+        let path = dir.join(DB_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let get = |key: &str| -> Result<Option<String>, StoreError> {
+            Ok(conn
+                .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()?)
+        };
+        match (get("model_id")?, get("dimension")?) {
+            (Some(model), Some(dim)) => Ok(Some((
+                model,
+                dim.parse()
+                    .map_err(|_| StoreError::Corrupt(format!("dimension {dim:?}")))?,
+            ))),
+            _ => Ok(None),
+        }
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -188,7 +210,9 @@ impl Store {
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn stamp(&self, conn: &Connection) -> Result<IndexStamp, StoreError> {
@@ -346,7 +370,11 @@ impl Store {
 
     /// Deletes the stories of `digest_id` that are not in `keep` (items removed from an
     /// edited digest). Returns how many were deleted.
-    pub fn retain_stories(&self, digest_id: &str, keep: &HashSet<&str>) -> Result<usize, StoreError> {
+    pub fn retain_stories(
+        &self,
+        digest_id: &str,
+        keep: &HashSet<&str>,
+    ) -> Result<usize, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let existing: Vec<String> = {
@@ -422,6 +450,11 @@ impl Store {
         Ok(n as usize)
     }
 
+    /// Bumped by every write; caches of derived data key on it.
+    pub fn generation(&self) -> Result<i64, StoreError> {
+        generation(&self.conn())
+    }
+
     pub fn window_count(&self) -> usize {
         self.index.read().unwrap_or_else(|p| p.into_inner()).len()
     }
@@ -475,7 +508,7 @@ impl Store {
     }
 
     /// One vector per story (the normalised mean of its windows) with what clustering
-    /// needs, optionally limited to stories published in `[since, until]` (`YYYYMMDD`).
+    /// needs.
     pub fn story_vectors(&self) -> Result<Vec<StoryVector>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
@@ -489,7 +522,10 @@ impl Store {
             let vector = blob_to_vector(&row.get::<_, Vec<u8>>(5)?, self.dimension)?;
             match out.last_mut() {
                 Some(last) if last.id == id => {
-                    last.vector.iter_mut().zip(&vector).for_each(|(a, b)| *a += b);
+                    last.vector
+                        .iter_mut()
+                        .zip(&vector)
+                        .for_each(|(a, b)| *a += b);
                 }
                 _ => out.push(StoryVector {
                     id,
@@ -617,7 +653,9 @@ fn check_model(
     dimension: usize,
 ) -> Result<(), StoreError> {
     let stored: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'model_id'", [], |r| r.get(0))
+        .query_row("SELECT value FROM meta WHERE key = 'model_id'", [], |r| {
+            r.get(0)
+        })
         .optional()?;
     match stored {
         Some(stored) if stored != model_id => Err(StoreError::ModelMismatch {
@@ -641,7 +679,9 @@ fn check_model(
 
 fn generation(conn: &Connection) -> Result<i64, StoreError> {
     let value: String =
-        conn.query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| r.get(0))?;
+        conn.query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| {
+            r.get(0)
+        })?;
     value
         .parse()
         .map_err(|_| StoreError::Corrupt(format!("generation {value:?} is not a number")))

@@ -18,6 +18,9 @@ use crate::domain::{DateRange, Invalid, QueryText, TopK};
 use crate::embed::{EmbedError, Encoder};
 use crate::store::{NewStory, Store, StoreError, StoredDigest, StoredStory, WindowHit, WindowMeta};
 
+mod duplicates;
+pub use duplicates::{CheckedItem, Coverage, DuplicateCluster};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     #[error(transparent)]
@@ -71,8 +74,14 @@ pub enum Progress<'a> {
     /// Stories to look at in total (sent once per file as it is parsed).
     Stories(usize),
     /// A story was handled (embedded or found unchanged).
-    Story { tokens: usize, source: &'a str },
-    Failed { source: &'a str, error: &'a str },
+    Story {
+        tokens: usize,
+        source: &'a str,
+    },
+    Failed {
+        source: &'a str,
+        error: &'a str,
+    },
 }
 
 /// How many stories are embedded before each commit: a crash loses at most this many.
@@ -84,6 +93,7 @@ pub struct Service {
     store: Arc<Store>,
     encoder: Arc<dyn Encoder>,
     duplicate_threshold: f32,
+    clusters: duplicates::ClusterCache,
 }
 
 impl Service {
@@ -92,6 +102,7 @@ impl Service {
             store,
             encoder,
             duplicate_threshold,
+            clusters: Default::default(),
         }
     }
 
@@ -154,7 +165,11 @@ impl Service {
     }
 
     /// Ingests one digest given as text (HTTP `POST /v1/digests`).
-    pub fn ingest_text(&self, source: &str, text: &str) -> Result<(ParsedFile, IngestReport), ServiceError> {
+    pub fn ingest_text(
+        &self,
+        source: &str,
+        text: &str,
+    ) -> Result<(ParsedFile, IngestReport), ServiceError> {
         let started = Instant::now();
         let parsed = corpus::parse_str(source, text)?;
         let mut report = IngestReport::default();
@@ -241,9 +256,7 @@ impl Service {
         k: TopK,
         range: DateRange,
     ) -> Result<Vec<StoryHit>, ServiceError> {
-        let best = self.best_windows(&[vector.to_vec()], k.get(), |m| {
-            range.contains_day(m.day)
-        })?;
+        let best = self.best_windows(&[vector.to_vec()], k.get(), |m| range.contains_day(m.day))?;
         self.hydrate(best)
     }
 
@@ -342,10 +355,12 @@ impl Service {
     }
 
     pub fn digest(&self, id: &str) -> Result<(StoredDigest, Vec<StoredStory>), ServiceError> {
-        self.store.digest(id)?.ok_or_else(|| ServiceError::NotFound {
-            what: "digest",
-            id: id.to_owned(),
-        })
+        self.store
+            .digest(id)?
+            .ok_or_else(|| ServiceError::NotFound {
+                what: "digest",
+                id: id.to_owned(),
+            })
     }
 }
 

@@ -1,0 +1,341 @@
+//! Route handlers: extract, validate into domain types, call the service, shape the reply.
+//!
+//! Owns: the mapping between HTTP requests and service calls. Must not: decide status
+//! codes for errors (return [`ApiError`]), embed on the async runtime (use
+//! `AppState::embed`), or touch the store outside `AppState::read`/`write`.
+
+// utoipa's `#[utoipa::path]` emits a `pub struct __path_<handler>` for each handler.
+#![allow(unreachable_pub)]
+
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::{header, Method, StatusCode, Uri};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Deserialize;
+use utoipa::{IntoParams, OpenApi};
+
+use super::auth::WriteAccess;
+use super::extract::{AppJson, AppPath, AppQuery, MarkdownBody, BODY_SOURCE};
+use super::{ApiError, AppState, ErrorBody};
+use crate::api::{
+    CreatedItem, DigestCreated, DigestDetail, DigestView, DigestsResponse, HealthResponse, Hit,
+    HitsResponse, SearchRequest, SearchResponse, StoryView,
+};
+use crate::corpus::{self, ParseError, SourceKind};
+use crate::domain::{DateRange, QueryText, TopK};
+
+/// Query parameters of `GET /v1/search`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SearchParams {
+    /// Chinese or English text, 1 to 2,000 characters.
+    q: Option<String>,
+    /// How many stories to return, 1 to 100 (default 10).
+    k: Option<usize>,
+    /// Only stories published on or after this day (`YYYY-MM-DD`).
+    since: Option<String>,
+    /// Only stories published on or before this day (`YYYY-MM-DD`).
+    until: Option<String>,
+}
+
+/// Query parameters of `GET /v1/stories/{id}/similar`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SimilarParams {
+    /// How many stories to return, 1 to 100 (default 10).
+    k: Option<usize>,
+    /// Only stories published on or after this day (`YYYY-MM-DD`).
+    since: Option<String>,
+    /// Only stories published on or before this day (`YYYY-MM-DD`).
+    until: Option<String>,
+    /// Only stories from other digests than the story's own.
+    #[serde(default)]
+    other_digests: bool,
+}
+
+fn filter(
+    k: Option<usize>,
+    since: Option<&str>,
+    until: Option<&str>,
+) -> Result<(TopK, DateRange), ApiError> {
+    let k = k.map_or(Ok(TopK::DEFAULT), TopK::new)?;
+    Ok((k, DateRange::parse(since, until)?))
+}
+
+/// Stories most similar to a query
+#[utoipa::path(
+    post, path = "/v1/search", tag = "search",
+    request_body = SearchRequest,
+    responses(
+        (status = 200, body = SearchResponse),
+        (status = 400, description = "invalid_k, invalid_date, invalid_date_range, empty_query, query_too_long, invalid_json", body = ErrorBody),
+        (status = 415, description = "not application/json", body = ErrorBody),
+        (status = 503, description = "overloaded or not_ready", body = ErrorBody),
+    )
+)]
+pub(crate) async fn search_post(
+    State(state): State<AppState>,
+    AppJson(request): AppJson<SearchRequest>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    search(
+        &state,
+        &request.query,
+        request.k,
+        request.since.as_deref(),
+        request.until.as_deref(),
+    )
+    .await
+}
+
+/// Stories most similar to a query (query-string form)
+#[utoipa::path(
+    get, path = "/v1/search", tag = "search",
+    params(SearchParams),
+    responses(
+        (status = 200, body = SearchResponse),
+        (status = 400, description = "invalid parameter", body = ErrorBody),
+        (status = 503, description = "overloaded or not_ready", body = ErrorBody),
+    )
+)]
+pub(crate) async fn search_get(
+    State(state): State<AppState>,
+    AppQuery(params): AppQuery<SearchParams>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    search(
+        &state,
+        params.q.as_deref().unwrap_or(""),
+        params.k,
+        params.since.as_deref(),
+        params.until.as_deref(),
+    )
+    .await
+}
+
+async fn search(
+    state: &AppState,
+    query: &str,
+    k: Option<usize>,
+    since: Option<&str>,
+    until: Option<&str>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let started = Instant::now();
+    let (k, range) = filter(k, since, until)?;
+    let query = QueryText::new(query)?;
+    let vector = state.embed(move |e| e.embed_query(query.as_str())).await?;
+    let hits = state
+        .read(move |service| service.search_vector(&vector, k, range))
+        .await?;
+    Ok(Json(SearchResponse {
+        hits: hits.into_iter().map(Hit::from).collect(),
+        took_ms: started.elapsed().as_secs_f64() * 1000.0,
+    }))
+}
+
+/// One stored story
+#[utoipa::path(
+    get, path = "/v1/stories/{id}", tag = "stories",
+    params(("id" = String, Path, description = "Story id, like d20260106-1200-04")),
+    responses((status = 200, body = StoryView), (status = 404, body = ErrorBody))
+)]
+pub(crate) async fn story(
+    State(state): State<AppState>,
+    AppPath(id): AppPath<String>,
+) -> Result<Json<StoryView>, ApiError> {
+    let story = state.read(move |service| service.story(&id)).await?;
+    Ok(Json(story.into()))
+}
+
+/// Stories similar to a stored one (from its stored vectors; no model call)
+#[utoipa::path(
+    get, path = "/v1/stories/{id}/similar", tag = "stories",
+    params(("id" = String, Path, description = "Story id"), SimilarParams),
+    responses(
+        (status = 200, body = HitsResponse),
+        (status = 400, description = "invalid parameter", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    )
+)]
+pub(crate) async fn similar(
+    State(state): State<AppState>,
+    AppPath(id): AppPath<String>,
+    AppQuery(params): AppQuery<SimilarParams>,
+) -> Result<Json<HitsResponse>, ApiError> {
+    let (k, range) = filter(params.k, params.since.as_deref(), params.until.as_deref())?;
+    let hits = state
+        .read(move |service| service.similar(&id, k, range, params.other_digests))
+        .await?;
+    Ok(Json(HitsResponse {
+        hits: hits.into_iter().map(Hit::from).collect(),
+    }))
+}
+
+/// All digests and archives, newest first
+#[utoipa::path(
+    get, path = "/v1/digests", tag = "digests",
+    responses((status = 200, body = DigestsResponse))
+)]
+pub(crate) async fn digests(
+    State(state): State<AppState>,
+) -> Result<Json<DigestsResponse>, ApiError> {
+    let digests = state.read(|service| service.digests()).await?;
+    Ok(Json(DigestsResponse {
+        digests: digests.into_iter().map(DigestView::from).collect(),
+    }))
+}
+
+/// One digest with its stories
+#[utoipa::path(
+    get, path = "/v1/digests/{id}", tag = "digests",
+    params(("id" = String, Path, description = "Digest id, like d20260106-1200")),
+    responses((status = 200, body = DigestDetail), (status = 404, body = ErrorBody))
+)]
+pub(crate) async fn digest(
+    State(state): State<AppState>,
+    AppPath(id): AppPath<String>,
+) -> Result<Json<DigestDetail>, ApiError> {
+    let (digest, stories) = state.read(move |service| service.digest(&id)).await?;
+    Ok(Json(DigestDetail {
+        digest: digest.into(),
+        items: stories.into_iter().map(StoryView::from).collect(),
+    }))
+}
+
+/// Ingest one digest (Markdown); posting the same digest again changes nothing
+#[utoipa::path(
+    post, path = "/v1/digests", tag = "digests",
+    request_body(content = String, content_type = "text/markdown", description = "One digest: front matter, then numbered items"),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = DigestCreated),
+        (status = 401, description = "missing or wrong bearer key", body = ErrorBody),
+        (status = 403, description = "no API key set and not on loopback", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 415, description = "not text/markdown", body = ErrorBody),
+        (status = 422, description = "the digest does not parse; the message names the line", body = ErrorBody),
+        (status = 503, description = "overloaded or not_ready", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create_digest(
+    _write: WriteAccess,
+    State(state): State<AppState>,
+    MarkdownBody(text): MarkdownBody,
+) -> Result<impl IntoResponse, ApiError> {
+    let (parsed, report) = state
+        .write(move |service| {
+            // Archive ids derive from the file name, which a request body does not have.
+            let parsed = corpus::parse_str(BODY_SOURCE, &text).map_err(ApiError::InvalidDigest)?;
+            if parsed.digest.kind == SourceKind::Archive {
+                return Err(ApiError::InvalidDigest(ParseError {
+                    source_name: BODY_SOURCE.to_owned(),
+                    line: 1,
+                    message: "this is an archive; POST /v1/digests takes one digest \
+                              (front matter starting with ---); ingest archives with \
+                              `storydex ingest`"
+                        .to_owned(),
+                }));
+            }
+            Ok(service.ingest_text(BODY_SOURCE, &text)?)
+        })
+        .await?;
+    let created = DigestCreated {
+        digest: parsed.digest.id.clone(),
+        stories: parsed.stories.iter().map(|s| s.id.clone()).collect(),
+        items: parsed
+            .stories
+            .iter()
+            .map(|s| CreatedItem {
+                id: s.id.clone(),
+                title: s.headline.clone(),
+            })
+            .collect(),
+        new: report.new,
+        updated: report.updated,
+        unchanged: report.unchanged,
+        removed: report.removed,
+    };
+    let location = format!("/v1/digests/{}", created.digest);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(created),
+    ))
+}
+
+/// Ready when the model and index are loaded
+#[utoipa::path(
+    get, path = "/health", tag = "meta",
+    responses(
+        (status = 200, description = "ready", body = HealthResponse),
+        (status = 503, description = "still starting", body = HealthResponse),
+    )
+)]
+pub(crate) async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let Some(service) = state.service() else {
+        let starting = HealthResponse {
+            status: "starting".to_owned(),
+            stories: 0,
+            model: None,
+        };
+        return Ok((StatusCode::SERVICE_UNAVAILABLE, Json(starting)));
+    };
+    let stories = state
+        .read(|service| Ok(service.store().story_count()?))
+        .await?;
+    Ok((
+        StatusCode::OK,
+        Json(HealthResponse {
+            status: "ok".to_owned(),
+            stories,
+            model: Some(service.store().model_id().to_owned()),
+        }),
+    ))
+}
+
+/// Prometheus metrics (text exposition format)
+#[utoipa::path(
+    get, path = "/metrics", tag = "meta",
+    responses((status = 200, content_type = "text/plain", body = String))
+)]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let stories = if state.is_ready() {
+        state
+            .read(|service| Ok(service.store().story_count()?))
+            .await?
+    } else {
+        0
+    };
+    let text = state.metrics().render(state.queue_depth(), stories);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    ))
+}
+
+/// This API's OpenAPI document
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "meta",
+    responses((status = 200, content_type = "application/json", body = Object))
+)]
+pub(crate) async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(super::ApiDoc::openapi())
+}
+
+pub(crate) async fn route_not_found(uri: Uri) -> ApiError {
+    ApiError::RouteNotFound {
+        path: uri.path().to_owned(),
+    }
+}
+
+pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+}
