@@ -221,6 +221,9 @@ pub struct HealthResponse {
 pub struct CreatedItem {
     pub id: String,
     pub title: String,
+    /// Earlier stories from other digests reporting the same event, best first (found
+    /// before this digest was stored).
+    pub previous_coverage: Vec<CoverageView>,
 }
 
 /// `POST /v1/digests`: what ingesting one digest did.
@@ -285,9 +288,43 @@ impl From<DuplicateCluster> for ClusterView {
     }
 }
 
+/// `GET /v1/duplicates`: clusters, newest `last_seen` first.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DuplicatesResponse {
     pub clusters: Vec<ClusterView>,
+}
+
+/// `GET /v1/stories/{id}/duplicates`: the other stories of the story's cluster.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StoryDuplicatesResponse {
+    pub story: String,
+    /// Id of the story's cluster (as `GET /v1/duplicates` without dates names it), or
+    /// null when no other digest reported the same event.
+    pub cluster: Option<String>,
+    /// The cluster's other members, closest to its centroid first; empty when none.
+    pub duplicates: Vec<ClusterStory>,
+}
+
+impl StoryDuplicatesResponse {
+    pub fn new(story: String, cluster: Option<DuplicateCluster>) -> Self {
+        let Some(cluster) = cluster.map(ClusterView::from) else {
+            return Self {
+                story,
+                cluster: None,
+                duplicates: Vec::new(),
+            };
+        };
+        let duplicates = cluster
+            .stories
+            .into_iter()
+            .filter(|s| s.id != story)
+            .collect();
+        Self {
+            story,
+            cluster: Some(cluster.id),
+            duplicates,
+        }
+    }
 }
 
 /// An earlier story that already reported the same event.
@@ -338,8 +375,10 @@ impl From<CheckedItem> for CheckedItemView {
     }
 }
 
+/// `POST /v1/check`: a draft digest's items and where each was covered before.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CheckResponse {
+    /// Id the digest would have if it were posted (nothing was stored).
     pub digest: String,
     pub items: Vec<CheckedItemView>,
 }

@@ -11,10 +11,11 @@
 use std::path::Path;
 
 use candle_core::safetensors::MmapedSafetensors;
-use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::Linear;
+use candle_core::{DType, Device, Tensor, D};
 use serde::Deserialize;
 
+use super::attention::FusedAttention;
+use super::linear::Dense;
 use super::EmbedError;
 
 /// The fields of `config.json` this encoder uses (HF BERT names).
@@ -44,7 +45,11 @@ impl BertConfig {
                 config.hidden_act
             )));
         }
-        if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
+        if config.num_attention_heads == 0
+            || !config
+                .hidden_size
+                .is_multiple_of(config.num_attention_heads)
+        {
             return Err(bad(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 config.hidden_size, config.num_attention_heads
@@ -68,11 +73,12 @@ impl LayerNorm {
 
 struct Layer {
     /// Q, K and V stacked into one `[3H, H]` projection; Q pre-scaled by 1/sqrt(head dim).
-    qkv: Linear,
-    attention_out: Linear,
+    qkv: Dense,
+    attention_out: Dense,
     attention_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
+    /// With the GELU fused in.
+    intermediate: Dense,
+    output: Dense,
     output_norm: LayerNorm,
 }
 
@@ -131,11 +137,16 @@ impl Bert {
                 eps: config.layer_norm_eps as f32,
             })
         };
-        let linear = |name: &str, out: usize, inp: usize| -> Result<Linear, EmbedError> {
-            Ok(Linear::new(
-                load(&format!("{name}.weight"), &[out, inp])?,
-                Some(load(&format!("{name}.bias"), &[out])?),
-            ))
+        let weight_and_bias =
+            |name: &str, out: usize, inp: usize| -> Result<(Tensor, Tensor), EmbedError> {
+                Ok((
+                    load(&format!("{name}.weight"), &[out, inp])?,
+                    load(&format!("{name}.bias"), &[out])?,
+                ))
+            };
+        let dense = |name: &str, out: usize, inp: usize, gelu: bool| -> Result<Dense, EmbedError> {
+            let (w, b) = weight_and_bias(name, out, inp)?;
+            Ok(Dense::new(w, b, gelu)?)
         };
 
         let word = weights.get(&format!("{prefix}{WORD_EMBEDDINGS}"))?;
@@ -163,29 +174,27 @@ impl Bert {
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
             let p = format!("encoder.layer.{i}");
-            let q = linear(&format!("{p}.attention.self.query"), h, h)?;
-            let k = linear(&format!("{p}.attention.self.key"), h, h)?;
-            let v = linear(&format!("{p}.attention.self.value"), h, h)?;
-            let bias = |l: &Linear| l.bias().expect("loaded with a bias").clone();
-            let qkv_w = Tensor::cat(
-                &[
-                    (q.weight() * scale)?,
-                    k.weight().clone(),
-                    v.weight().clone(),
-                ],
-                0,
-            )?;
-            let qkv_b = Tensor::cat(&[(bias(&q) * scale)?, bias(&k), bias(&v)], 0)?;
+            let (qw, qb) = weight_and_bias(&format!("{p}.attention.self.query"), h, h)?;
+            let (kw, kb) = weight_and_bias(&format!("{p}.attention.self.key"), h, h)?;
+            let (vw, vb) = weight_and_bias(&format!("{p}.attention.self.value"), h, h)?;
+            let qkv_w = Tensor::cat(&[(qw * scale)?, kw, vw], 0)?;
+            let qkv_b = Tensor::cat(&[(qb * scale)?, kb, vb], 0)?;
             layers.push(Layer {
-                qkv: Linear::new(qkv_w, Some(qkv_b)),
-                attention_out: linear(&format!("{p}.attention.output.dense"), h, h)?,
+                qkv: Dense::new(qkv_w, qkv_b, false)?,
+                attention_out: dense(&format!("{p}.attention.output.dense"), h, h, false)?,
                 attention_norm: norm(&format!("{p}.attention.output.LayerNorm"))?,
-                intermediate: linear(
+                intermediate: dense(
                     &format!("{p}.intermediate.dense"),
                     config.intermediate_size,
                     h,
+                    true,
                 )?,
-                output: linear(&format!("{p}.output.dense"), h, config.intermediate_size)?,
+                output: dense(
+                    &format!("{p}.output.dense"),
+                    h,
+                    config.intermediate_size,
+                    false,
+                )?,
                 output_norm: norm(&format!("{p}.output.LayerNorm"))?,
             });
         }
@@ -267,27 +276,31 @@ impl Bert {
 
     fn layer_forward(&self, layer: &Layer, x: &Tensor) -> candle_core::Result<Tensor> {
         let (len, h) = x.dims2()?;
-        let head_dim = h / self.heads;
         let qkv = layer.qkv.forward(x)?;
-        // [len, 3H] -> three [heads, len, head_dim]
-        let split = |i: usize| -> candle_core::Result<Tensor> {
-            qkv.narrow(1, i * h, h)?
-                .reshape((len, self.heads, head_dim))?
+        let context = if qkv.device().is_cpu() {
+            qkv.apply_op1_no_bwd(&FusedAttention { heads: self.heads })?
+        } else {
+            let head_dim = h / self.heads;
+            // [len, 3H] -> three [heads, len, head_dim]
+            let split = |i: usize| -> candle_core::Result<Tensor> {
+                qkv.narrow(1, i * h, h)?
+                    .reshape((len, self.heads, head_dim))?
+                    .transpose(0, 1)?
+                    .contiguous()
+            };
+            let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+            let scores = q.matmul(&k.t()?)?;
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            probs
+                .matmul(&v)?
                 .transpose(0, 1)?
-                .contiguous()
+                .contiguous()?
+                .reshape((len, h))?
         };
-        let (q, k, v) = (split(0)?, split(1)?, split(2)?);
-        let scores = q.matmul(&k.t()?)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let context = probs
-            .matmul(&v)?
-            .transpose(0, 1)?
-            .contiguous()?
-            .reshape((len, h))?;
         let attended = layer
             .attention_norm
             .forward(&(layer.attention_out.forward(&context)? + x)?)?;
-        let ff = layer.intermediate.forward(&attended)?.gelu_erf()?;
+        let ff = layer.intermediate.forward(&attended)?;
         let out = (layer.output.forward(&ff)? + &attended)?;
         let out = layer.output_norm.forward(&out)?;
         debug_assert_eq!(out.dim(D::Minus1)?, h);

@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use candle_core::Device;
+use rayon::prelude::*;
 use tokenizers::Tokenizer;
 
 use super::bert::{Bert, BertConfig};
@@ -74,6 +75,21 @@ impl CandleEncoder {
 
     pub fn spec(&self) -> &ModelSpec {
         &self.spec
+    }
+
+    /// The part of a passage that fits in its first window (what a single-window
+    /// engine would embed); used to compare engines on identical inputs.
+    pub fn first_window_text<'t>(&self, text: &'t str) -> Result<&'t str, EmbedError> {
+        let tokens = self.tokenize(Role::Passage, text)?;
+        let body = &tokens.offsets[tokens.prefix_len..];
+        let Some(last) = body.get(
+            self.window_capacity(tokens.prefix_len)
+                .min(body.len())
+                .wrapping_sub(1),
+        ) else {
+            return Err(EmbedError::EmptyText);
+        };
+        Ok(&text[..ceil_char_boundary(text, last.1)])
     }
 
     fn prefix(&self, role: Role) -> &str {
@@ -233,7 +249,12 @@ impl Encoder for CandleEncoder {
     }
 
     fn embed_passages(&self, texts: &[&str]) -> Result<Vec<Vec<Window>>, EmbedError> {
-        texts.iter().map(|text| self.embed_windows(text)).collect()
+        // Texts run in parallel on rayon's pool: short news items keep two cores busier
+        // this way than by splitting each small matmul between them.
+        texts
+            .par_iter()
+            .map(|text| self.embed_windows(text))
+            .collect()
     }
 
     fn count_tokens(&self, text: &str) -> Result<usize, EmbedError> {

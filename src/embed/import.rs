@@ -485,7 +485,7 @@ impl<'a> Q4File<'a> {
             let expected_len = match dtype {
                 DType::F32 => elements as u64 * 4,
                 DType::Q4_0 => {
-                    if elements % QK != 0 {
+                    if !elements.is_multiple_of(QK) {
                         return Err(ImportError::ShapeMismatch {
                             path: path.to_owned(),
                             name,

@@ -4,11 +4,13 @@
 //! the candle BERT network, tokenization into windows, pooling. Must not: know about
 //! stories, the store or HTTP; callers hand it strings and get vectors back.
 
+mod attention;
 mod bert;
 mod encoder;
 pub mod fake;
 pub mod files;
 pub mod import;
+mod linear;
 mod spec;
 
 pub use encoder::CandleEncoder;

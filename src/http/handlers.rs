@@ -20,11 +20,17 @@ use super::auth::WriteAccess;
 use super::extract::{AppJson, AppPath, AppQuery, MarkdownBody, BODY_SOURCE};
 use super::{ApiError, AppState, ErrorBody};
 use crate::api::{
-    CreatedItem, DigestCreated, DigestDetail, DigestView, DigestsResponse, HealthResponse, Hit,
-    HitsResponse, SearchRequest, SearchResponse, StoryView,
+    CheckResponse, CheckedItemView, ClusterView, CoverageView, CreatedItem, DigestCreated,
+    DigestDetail, DigestView, DigestsResponse, DuplicatesResponse, HealthResponse, Hit,
+    HitsResponse, SearchRequest, SearchResponse, StoryDuplicatesResponse, StoryView,
 };
-use crate::corpus::{self, ParseError, SourceKind};
-use crate::domain::{DateRange, QueryText, TopK};
+use crate::corpus::{self, ParseError, ParsedFile, SourceKind};
+use crate::domain::{DateRange, Invalid, QueryText, TopK};
+use crate::service::{CheckedIngest, ServiceError};
+
+/// Stories per model call when checking a draft, as an ingest commits them: a search
+/// waits for at most one such batch.
+const CHECK_BATCH: usize = 8;
 
 /// Query parameters of `GET /v1/search`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -55,6 +61,52 @@ pub(crate) struct SimilarParams {
     /// Only stories from other digests than the story's own.
     #[serde(default)]
     other_digests: bool,
+}
+
+/// Query parameters of `GET /v1/duplicates`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DuplicatesParams {
+    /// Only stories published on or after this day (`YYYY-MM-DD`).
+    since: Option<String>,
+    /// Only stories published on or before this day (`YYYY-MM-DD`).
+    until: Option<String>,
+    /// Pair score two stories must reach to be the same event, 0 to 1 (default: the
+    /// model's calibrated threshold).
+    #[param(value_type = Option<f32>)]
+    min_score: Option<String>,
+}
+
+/// A number, or `invalid_min_score` (not `invalid_query_string`): whether it lies in
+/// 0..=1 is the service's rule.
+fn min_score(raw: Option<&str>) -> Result<Option<f32>, ApiError> {
+    let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    raw.parse::<f32>().map(Some).map_err(|_| {
+        Invalid::new(
+            "invalid_min_score",
+            format!("min_score must be a number between 0 and 1, got {raw:?}"),
+        )
+        .into()
+    })
+}
+
+/// A posted digest (`POST /v1/digests`, `POST /v1/check`). Archives are refused: their
+/// ids derive from the file name, which a request body does not have.
+fn parse_digest(text: &str) -> Result<ParsedFile, ServiceError> {
+    let parsed = corpus::parse_str(BODY_SOURCE, text)?;
+    if parsed.digest.kind == SourceKind::Archive {
+        return Err(ServiceError::Parse(ParseError {
+            source_name: BODY_SOURCE.to_owned(),
+            line: 1,
+            message: "this is an archive; the API takes one digest (front matter starting \
+                      with ---); ingest archives with `storydex ingest`"
+                .to_owned(),
+        }));
+    }
+    Ok(parsed)
 }
 
 fn filter(
@@ -224,22 +276,12 @@ pub(crate) async fn create_digest(
     State(state): State<AppState>,
     MarkdownBody(text): MarkdownBody,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (parsed, report) = state
-        .write(move |service| {
-            // Archive ids derive from the file name, which a request body does not have.
-            let parsed = corpus::parse_str(BODY_SOURCE, &text).map_err(ApiError::InvalidDigest)?;
-            if parsed.digest.kind == SourceKind::Archive {
-                return Err(ApiError::InvalidDigest(ParseError {
-                    source_name: BODY_SOURCE.to_owned(),
-                    line: 1,
-                    message: "this is an archive; POST /v1/digests takes one digest \
-                              (front matter starting with ---); ingest archives with \
-                              `storydex ingest`"
-                        .to_owned(),
-                }));
-            }
-            Ok(service.ingest_text(BODY_SOURCE, &text)?)
-        })
+    let CheckedIngest {
+        parsed,
+        report,
+        previous_coverage,
+    } = state
+        .write(move |service| Ok(service.ingest_checked(parse_digest(&text)?)?))
         .await?;
     let created = DigestCreated {
         digest: parsed.digest.id.clone(),
@@ -247,9 +289,11 @@ pub(crate) async fn create_digest(
         items: parsed
             .stories
             .iter()
-            .map(|s| CreatedItem {
+            .zip(previous_coverage)
+            .map(|(s, coverage)| CreatedItem {
                 id: s.id.clone(),
                 title: s.headline.clone(),
+                previous_coverage: coverage.into_iter().map(CoverageView::from).collect(),
             })
             .collect(),
         new: report.new,
@@ -263,6 +307,93 @@ pub(crate) async fn create_digest(
         [(header::LOCATION, location)],
         Json(created),
     ))
+}
+
+/// Same-event clusters: stories of different digests that report the same event
+#[utoipa::path(
+    get, path = "/v1/duplicates", tag = "duplicates",
+    params(DuplicatesParams),
+    responses(
+        (status = 200, body = DuplicatesResponse),
+        (status = 400, description = "invalid_min_score, invalid_date, invalid_date_range, invalid_query_string", body = ErrorBody),
+        (status = 503, description = "not_ready", body = ErrorBody),
+    )
+)]
+pub(crate) async fn duplicates(
+    State(state): State<AppState>,
+    AppQuery(params): AppQuery<DuplicatesParams>,
+) -> Result<Json<DuplicatesResponse>, ApiError> {
+    let range = DateRange::parse(params.since.as_deref(), params.until.as_deref())?;
+    let min_score = min_score(params.min_score.as_deref())?;
+    let clusters = state
+        .read(move |service| service.duplicates(range, min_score))
+        .await?;
+    Ok(Json(DuplicatesResponse {
+        clusters: clusters.into_iter().map(ClusterView::from).collect(),
+    }))
+}
+
+/// The other stories of a stored story's same-event cluster (no model call)
+#[utoipa::path(
+    get, path = "/v1/stories/{id}/duplicates", tag = "duplicates",
+    params(("id" = String, Path, description = "Story id")),
+    responses(
+        (status = 200, body = StoryDuplicatesResponse),
+        (status = 404, body = ErrorBody),
+    )
+)]
+pub(crate) async fn story_duplicates(
+    State(state): State<AppState>,
+    AppPath(id): AppPath<String>,
+) -> Result<Json<StoryDuplicatesResponse>, ApiError> {
+    let (id, cluster) = state
+        .read(move |service| {
+            let cluster = service.story_duplicates(&id)?;
+            Ok((id, cluster))
+        })
+        .await?;
+    Ok(Json(StoryDuplicatesResponse::new(id, cluster)))
+}
+
+/// Which items of a draft digest were already covered by earlier digests; nothing is stored
+#[utoipa::path(
+    post, path = "/v1/check", tag = "duplicates",
+    request_body(content = String, content_type = "text/markdown", description = "One digest: front matter, then numbered items"),
+    responses(
+        (status = 200, body = CheckResponse),
+        (status = 413, body = ErrorBody),
+        (status = 415, description = "not text/markdown", body = ErrorBody),
+        (status = 422, description = "the digest does not parse; the message names the line", body = ErrorBody),
+        (status = 503, description = "overloaded or not_ready", body = ErrorBody),
+    )
+)]
+pub(crate) async fn check(
+    State(state): State<AppState>,
+    MarkdownBody(text): MarkdownBody,
+) -> Result<Json<CheckResponse>, ApiError> {
+    let parsed = tokio::task::spawn_blocking(move || parse_digest(&text))
+        .await
+        .map_err(ApiError::internal)??;
+    let mut windows = Vec::with_capacity(parsed.stories.len());
+    for chunk in parsed.stories.chunks(CHECK_BATCH) {
+        let texts: Vec<String> = chunk.iter().map(|s| s.text.clone()).collect();
+        let embedded = state
+            .embed(move |encoder| {
+                let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+                encoder.embed_passages(&texts)
+            })
+            .await?;
+        windows.extend(embedded);
+    }
+    let digest = parsed.digest.id;
+    let stories = parsed.stories;
+    let items = state
+        .read(move |service| service.check_embedded(stories, windows))
+        .await?;
+    Ok(Json(CheckResponse {
+        digest,
+        items: items.into_iter().map(CheckedItemView::from).collect(),
+    }))
 }
 
 /// Ready when the model and index are loaded

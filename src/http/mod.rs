@@ -1,4 +1,5 @@
-//! The HTTP server: search, similar stories, digests and ingest over JSON.
+//! The HTTP server: search, similar stories, digests, ingest and duplicate coverage over
+//! JSON.
 //!
 //! Owns: the router, the shared [`AppState`], the settings of `storydex serve`, and the
 //! rules for which thread does what: model calls run on one embedding thread behind a
@@ -24,7 +25,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{middleware, Router};
 use tokio::sync::Semaphore;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
@@ -258,6 +259,12 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/stories/{id}", get(handlers::story))
         .route("/v1/stories/{id}/similar", get(handlers::similar))
+        .route(
+            "/v1/stories/{id}/duplicates",
+            get(handlers::story_duplicates),
+        )
+        .route("/v1/duplicates", get(handlers::duplicates))
+        .route("/v1/check", post(handlers::check))
         .route(
             "/v1/digests",
             get(handlers::digests).post(handlers::create_digest),

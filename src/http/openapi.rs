@@ -25,6 +25,9 @@ use super::handlers;
         handlers::digests,
         handlers::digest,
         handlers::create_digest,
+        handlers::duplicates,
+        handlers::story_duplicates,
+        handlers::check,
         handlers::health,
         handlers::metrics,
         handlers::openapi,
@@ -34,6 +37,7 @@ use super::handlers;
         (name = "search", description = "Free-text search in Chinese or English"),
         (name = "stories", description = "Stored stories and their neighbours"),
         (name = "digests", description = "Digests: list, read, ingest"),
+        (name = "duplicates", description = "Duplicate coverage: same-event clusters, drafts checked against the archive"),
         (name = "meta", description = "Health, metrics, this document"),
     )
 )]

@@ -2,17 +2,22 @@
 //! "was this already covered?" for a draft digest.
 //!
 //! Owns: turning stored stories into [`cluster::Item`]s, caching clusters per store
-//! generation, and the draft check. Must not: change what is stored.
+//! generation, the draft check, and the checked ingest (previous coverage computed
+//! before the digest is stored). Must not: change what is stored, except through the
+//! ingest in `service`.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
+use std::time::Instant;
 
 use time::OffsetDateTime;
 
-use super::{Service, ServiceError};
+use super::{IngestReport, Service, ServiceError};
 use crate::cluster::{self, canonical_url, pair_score, Item, Params};
-use crate::corpus::{self, Story};
+use crate::corpus::{self, ParsedFile, Story};
 use crate::domain::{DateRange, Invalid};
+use crate::embed::Window;
 use crate::store::{StoreError, StoredStory, StoryVector};
 
 /// A same-event cluster ready for display.
@@ -41,6 +46,16 @@ pub struct Coverage {
 pub struct CheckedItem {
     pub story: Story,
     pub previous_coverage: Vec<Coverage>,
+}
+
+/// What [`Service::ingest_checked`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedIngest {
+    pub parsed: ParsedFile,
+    pub report: IngestReport,
+    /// One list per story of `parsed`, in digest order: earlier stories of other digests
+    /// that reported the same event, best first, as the store stood before the ingest.
+    pub previous_coverage: Vec<Vec<Coverage>>,
 }
 
 /// Clusters computed for one store generation and one set of knobs.
@@ -110,7 +125,7 @@ impl Service {
         Ok(out)
     }
 
-    /// The cluster a stored story belongs to, if any (other members only).
+    /// The cluster a stored story belongs to, if any (all its members, the story included).
     pub fn story_duplicates(&self, id: &str) -> Result<Option<DuplicateCluster>, ServiceError> {
         // 404 for unknown ids rather than "no duplicates".
         self.story(id)?;
@@ -182,8 +197,19 @@ impl Service {
         let parsed = corpus::parse_str(source, text)?;
         let texts: Vec<&str> = parsed.stories.iter().map(|s| s.text.as_str()).collect();
         let windows = self.encoder.embed_passages(&texts)?;
-        let mut out = Vec::with_capacity(parsed.stories.len());
-        for (story, windows) in parsed.stories.into_iter().zip(windows) {
+        self.check_embedded(parsed.stories, windows)
+    }
+
+    /// [`Service::check_text`] for stories already embedded elsewhere (the HTTP server
+    /// embeds on its own queue): `windows[i]` are the windows of `stories[i]`.
+    pub fn check_embedded(
+        &self,
+        stories: Vec<Story>,
+        windows: Vec<Vec<Window>>,
+    ) -> Result<Vec<CheckedItem>, ServiceError> {
+        debug_assert_eq!(stories.len(), windows.len(), "one window list per story");
+        let mut out = Vec::with_capacity(stories.len());
+        for (story, windows) in stories.into_iter().zip(windows) {
             let vector = mean_vector(windows.iter().map(|w| w.vector.as_slice()));
             let previous_coverage = self.previous_coverage(&story, &vector)?;
             out.push(CheckedItem {
@@ -192,6 +218,76 @@ impl Service {
             });
         }
         Ok(out)
+    }
+
+    /// Ingests one parsed digest, and for each of its stories finds the earlier coverage
+    /// against the store as it was before (so that a digest never covers itself).
+    ///
+    /// Each story is embedded once: new and changed ones here, a batch at a time so that
+    /// searches sharing the model slip in between; unchanged ones keep their stored
+    /// vectors. The ingest then stores those same windows.
+    pub fn ingest_checked(&self, parsed: ParsedFile) -> Result<CheckedIngest, ServiceError> {
+        let started = Instant::now();
+        let stored = self.store.story_hashes(&parsed.digest.id)?;
+        let model = self.encoder.model_id();
+        let mut vectors: HashMap<&str, Vec<f32>> = HashMap::new();
+        let mut to_embed: Vec<&Story> = Vec::new();
+        for story in &parsed.stories {
+            let unchanged = stored.get(&story.id) == Some(&super::content_hash(model, story));
+            let windows = if unchanged {
+                self.store.story_windows(&story.id)?
+            } else {
+                Vec::new()
+            };
+            if windows.is_empty() {
+                to_embed.push(story);
+            } else {
+                let vector = mean_vector(windows.iter().map(|(_, v)| v.as_slice()));
+                vectors.insert(&story.id, vector);
+            }
+        }
+        let mut embedded: HashMap<String, Vec<Window>> = HashMap::with_capacity(to_embed.len());
+        for chunk in to_embed.chunks(super::COMMIT_EVERY) {
+            let texts: Vec<&str> = chunk.iter().map(|s| s.text.as_str()).collect();
+            let windows = self.encoder.embed_passages(&texts)?;
+            for (story, windows) in chunk.iter().zip(windows) {
+                let vector = mean_vector(windows.iter().map(|w| w.vector.as_slice()));
+                vectors.insert(&story.id, vector);
+                embedded.insert(story.id.clone(), windows);
+            }
+        }
+        let mut previous_coverage = Vec::with_capacity(parsed.stories.len());
+        for story in &parsed.stories {
+            let coverage = match vectors.get(story.id.as_str()) {
+                Some(vector) => self.previous_coverage(story, vector)?,
+                None => Vec::new(),
+            };
+            previous_coverage.push(coverage);
+        }
+        let mut report = IngestReport::default();
+        self.ingest_embedded(
+            &parsed,
+            embedded,
+            &mut report,
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )?;
+        self.store.save_index()?;
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(CheckedIngest {
+            parsed,
+            report,
+            previous_coverage,
+        })
+    }
+
+    /// [`Service::ingest_checked`] for a digest given as text.
+    pub fn ingest_text_checked(
+        &self,
+        source: &str,
+        text: &str,
+    ) -> Result<CheckedIngest, ServiceError> {
+        self.ingest_checked(corpus::parse_str(source, text)?)
     }
 
     /// Stored stories of other digests, published no later than `story`, that pass the
@@ -294,5 +390,94 @@ fn describe(mut members: Vec<(StoredStory, f32)>) -> DuplicateCluster {
         first_seen,
         last_seen,
         stories: members,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::embed::fake::FakeEncoder;
+    use crate::embed::{EmbedError, Encoder};
+    use crate::store::Store;
+
+    /// The fake encoder, counting the passages it embeds.
+    #[derive(Default)]
+    struct Counting {
+        inner: FakeEncoder,
+        passages: AtomicUsize,
+    }
+
+    impl Encoder for Counting {
+        fn model_id(&self) -> &str {
+            self.inner.model_id()
+        }
+        fn dimension(&self) -> usize {
+            self.inner.dimension()
+        }
+        fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+            self.inner.embed_query(text)
+        }
+        fn embed_passages(&self, texts: &[&str]) -> Result<Vec<Vec<Window>>, EmbedError> {
+            self.passages.fetch_add(texts.len(), Ordering::Relaxed);
+            self.inner.embed_passages(texts)
+        }
+        fn count_tokens(&self, text: &str) -> Result<usize, EmbedError> {
+            self.inner.count_tokens(text)
+        }
+    }
+
+    fn digest(date: &str, items: &[&str]) -> String {
+        let mut out = format!("---\ntitle: \"t\"\ndate: {date}\n---\n\n");
+        for (i, text) in items.iter().enumerate() {
+            let n = i + 1;
+            out.push_str(&format!(
+                "{n}.  [{text}](https://example.com/{date}/{n})\n\n    {text}, in detail.\n\n"
+            ));
+        }
+        out
+    }
+
+    #[test]
+    fn a_checked_ingest_embeds_each_story_once_and_never_covers_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let encoder = Arc::new(Counting::default());
+        let store = Store::open(dir.path(), encoder.model_id(), encoder.dimension()).unwrap();
+        let service = Service::new(Arc::new(store), encoder.clone(), 0.9);
+        let first = digest(
+            "2026-01-06T12:00:00+08:00",
+            &[
+                "Atlas robot enters the car factory",
+                "A wombat opens a bakery",
+            ],
+        );
+        let checked = service.ingest_text_checked("first", &first).unwrap();
+        assert_eq!(encoder.passages.load(Ordering::Relaxed), 2);
+        assert_eq!(checked.report.new, 2);
+        assert_eq!(checked.previous_coverage, vec![Vec::new(), Vec::new()]);
+
+        // The same digest again: stored vectors are reused, and its own stories (now
+        // stored, identical) are not earlier coverage.
+        let again = service.ingest_text_checked("first", &first).unwrap();
+        assert_eq!(encoder.passages.load(Ordering::Relaxed), 2);
+        assert_eq!(again.report.unchanged, 2);
+        assert_eq!(again.previous_coverage, vec![Vec::new(), Vec::new()]);
+
+        // A later digest repeating the first story: one model call per new story.
+        let second = digest(
+            "2026-01-07T12:00:00+08:00",
+            &["Atlas robot enters the car factory"],
+        );
+        let checked = service.ingest_text_checked("second", &second).unwrap();
+        assert_eq!(encoder.passages.load(Ordering::Relaxed), 3);
+        let found: Vec<&str> = checked.previous_coverage[0]
+            .iter()
+            .map(|c| c.story.id.as_str())
+            .collect();
+        assert_eq!(found, ["d20260106-1200-01"]);
+        assert!(checked.previous_coverage[0][0].score > 0.99);
+        assert_eq!(service.store().story_count().unwrap(), 3);
     }
 }

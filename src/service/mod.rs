@@ -15,11 +15,11 @@ use time::OffsetDateTime;
 
 use crate::corpus::{self, ParseError, ParsedFile, Story};
 use crate::domain::{DateRange, Invalid, QueryText, TopK};
-use crate::embed::{EmbedError, Encoder};
+use crate::embed::{EmbedError, Encoder, Window};
 use crate::store::{NewStory, Store, StoreError, StoredDigest, StoredStory, WindowHit, WindowMeta};
 
 mod duplicates;
-pub use duplicates::{CheckedItem, Coverage, DuplicateCluster};
+pub use duplicates::{CheckedIngest, CheckedItem, Coverage, DuplicateCluster};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -186,6 +186,20 @@ impl Service {
         cancel: &AtomicBool,
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<(), ServiceError> {
+        self.ingest_embedded(parsed, HashMap::new(), report, cancel, progress)
+    }
+
+    /// [`Service::ingest_parsed`] with some windows already computed (story id ->
+    /// windows, as the checked ingest has them); new and changed stories not in
+    /// `embedded` are embedded here.
+    fn ingest_embedded(
+        &self,
+        parsed: &ParsedFile,
+        mut embedded: HashMap<String, Vec<Window>>,
+        report: &mut IngestReport,
+        cancel: &AtomicBool,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> Result<(), ServiceError> {
         let source = parsed.digest.source.as_str();
         let stored = self.store.story_hashes(&parsed.digest.id)?;
         self.store.put_digest(&parsed.digest)?;
@@ -214,17 +228,34 @@ impl Service {
                 report.interrupted = true;
                 return Ok(());
             }
-            let texts: Vec<&str> = chunk.iter().map(|(s, _)| s.text.as_str()).collect();
-            let windows = self.encoder.embed_passages(&texts)?;
-            let batch: Vec<NewStory<'_>> = chunk
+            let texts: Vec<&str> = chunk
                 .iter()
-                .zip(windows)
-                .map(|((story, hash), windows)| NewStory {
+                .filter(|(s, _)| !embedded.contains_key(&s.id))
+                .map(|(s, _)| s.text.as_str())
+                .collect();
+            let mut fresh = if texts.is_empty() {
+                Vec::new()
+            } else {
+                self.encoder.embed_passages(&texts)?
+            }
+            .into_iter();
+            let mut batch: Vec<NewStory<'_>> = Vec::with_capacity(chunk.len());
+            for (story, hash) in chunk {
+                let windows = match embedded.remove(&story.id) {
+                    Some(windows) => windows,
+                    None => fresh.next().ok_or_else(|| {
+                        EmbedError::Candle(candle_core::Error::Msg(format!(
+                            "the encoder returned fewer results than the {} texts it was given",
+                            texts.len()
+                        )))
+                    })?,
+                };
+                batch.push(NewStory {
                     story,
                     hash: hash.clone(),
                     windows,
-                })
-                .collect();
+                });
+            }
             self.store.put_stories(&batch)?;
             for new in &batch {
                 let tokens = new.windows.iter().map(|w| w.tokens).sum();

