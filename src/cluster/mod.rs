@@ -78,7 +78,8 @@ pub fn canonical_url(url: &str) -> String {
 
 /// How likely two stories are the same event, on the cosine scale.
 pub fn pair_score(a: &Item, b: &Item, cosine: f32, p: &Params) -> f32 {
-    let mut score = cosine;
+    // Rounding can put the cosine of two identical unit vectors a hair above 1.
+    let mut score = cosine.clamp(-1.0, 1.0);
     if let (Some(x), Some(y)) = (&a.url, &b.url) {
         if x == y {
             score += p.same_url_bonus;
