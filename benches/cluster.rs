@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use storydex::cluster::{cluster, knn, Params};
 
@@ -16,6 +18,7 @@ fn clustering(c: &mut Criterion) {
     // Seconds per knn call: the same few iterations per sample, not criterion's ramp.
     group.sampling_mode(SamplingMode::Flat);
     group.sample_size(10);
+    group.measurement_time(Duration::from_secs(15));
     group.bench_function("knn", |b| {
         b.iter(|| knn(&planted.items, params.neighbors).expect("knn"))
     });

@@ -48,8 +48,11 @@ impl CustomOp1 for FusedAttention {
 /// Context `[len, h]` from the fused projection `[len, 3h]`.
 pub(crate) fn attention(qkv: &[f32], len: usize, h: usize, heads: usize) -> Vec<f32> {
     let d = h / heads;
+    // Short sequences (queries) are cheaper to run here than to hand to another core.
+    let min_heads = if len < 64 { heads } else { 1 };
     let per_head: Vec<Vec<f32>> = (0..heads)
         .into_par_iter()
+        .with_min_len(min_heads)
         .map(|head| {
             #[cfg(target_arch = "x86_64")]
             if super::linear::avx512_available() {

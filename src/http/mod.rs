@@ -136,6 +136,7 @@ impl AppState {
         let worker = EmbedWorker::spawn(
             Arc::clone(&encoder),
             self.inner.queue,
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
             Arc::clone(&self.inner.queue_depth),
         )?;
         let queued = QueuedEncoder::new(encoder, worker.clone());

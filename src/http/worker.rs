@@ -6,15 +6,16 @@
 //! or block the async runtime; async callers use [`EmbedWorker::run`], which never waits
 //! for room in the queue (a full queue is an immediate [`WorkerError::Full`]).
 //!
-//! Why one thread: the model already uses every core for one batch, so running two calls
-//! at once only makes both slower; a queue makes waiting visible and bounded instead.
+//! Why one thread per core, not more: the model's kernels already spread one call over
+//! rayon's pool, so extra threads would only contend; a queue makes waiting visible and
+//! bounded instead.
 //! Why ingests go through it batch by batch (and not as one big job): a text search then
 //! waits for at most one batch of an ingest, not for the whole digest.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
@@ -39,27 +40,36 @@ pub(crate) struct EmbedWorker {
 }
 
 impl EmbedWorker {
-    /// Starts the thread. `capacity` jobs may wait while one runs; `depth` counts the
+    /// Starts `threads` worker threads. `capacity` jobs may wait while they run; `depth` counts the
     /// waiting ones (it is shared so the metrics can read it before the worker exists).
     pub(crate) fn spawn(
         encoder: Arc<dyn Encoder>,
         capacity: usize,
+        threads: usize,
         depth: Arc<AtomicUsize>,
     ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::sync_channel::<Job>(capacity.max(1));
-        let thread_depth = Arc::clone(&depth);
-        std::thread::Builder::new()
-            .name("storydex-embed".into())
-            .spawn(move || {
-                while let Ok(job) = rx.recv() {
+        let rx = Arc::new(Mutex::new(rx));
+        // One thread per core: a short query cannot keep two cores busy on its own, so a
+        // second query runs beside it; long ingest batches share rayon's pool anyway.
+        for i in 0..threads.max(1) {
+            let rx = Arc::clone(&rx);
+            let encoder = Arc::clone(&encoder);
+            let thread_depth = Arc::clone(&depth);
+            std::thread::Builder::new()
+                .name(format!("storydex-embed-{i}"))
+                .spawn(move || loop {
+                    // The lock is held only while taking one job off the queue.
+                    let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok(job) = next else { break };
                     thread_depth.fetch_sub(1, Ordering::Relaxed);
-                    // A panicking model call must not take the server's only worker with
-                    // it; its caller sees `Stopped` through the dropped reply channel.
+                    // A panicking model call must not take a worker with it; its caller
+                    // sees `Stopped` through the dropped reply channel.
                     if catch_unwind(AssertUnwindSafe(|| job(encoder.as_ref()))).is_err() {
                         tracing::error!("an embedding job panicked; the worker goes on");
                     }
-                }
-            })?;
+                })?;
+        }
         Ok(Self { tx, depth })
     }
 
@@ -182,7 +192,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_refuses_at_once_instead_of_waiting() {
         let slow = Arc::new(FakeEncoder::new(8).with_delay(Duration::from_millis(300)));
-        let worker = EmbedWorker::spawn(slow, 1, Arc::new(AtomicUsize::new(0))).unwrap();
+        let worker = EmbedWorker::spawn(slow, 1, 1, Arc::new(AtomicUsize::new(0))).unwrap();
         let running = tokio::spawn({
             let w = worker.clone();
             async move { w.run(|e| e.embed_query("one")).await }
@@ -206,6 +216,7 @@ mod tests {
         let worker = EmbedWorker::spawn(
             Arc::new(FakeEncoder::new(8)),
             4,
+            2,
             Arc::new(AtomicUsize::new(0)),
         )
         .unwrap();

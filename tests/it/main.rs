@@ -14,4 +14,5 @@ mod http_errors;
 mod http_queue;
 mod http_real;
 mod ingest;
+mod real_duplicates;
 mod real_model;
