@@ -20,6 +20,42 @@ use super::StoreError;
 pub(crate) struct VectorIndex {
     index: Index,
     dimension: usize,
+    /// usearch keeps one search context per reserved thread and fails a search when all
+    /// are taken ("Reserve capacity ahead of searches!"), so concurrent searches (under
+    /// the store's read lock) wait here for a free context instead.
+    contexts: Contexts,
+}
+
+/// Search contexts reserved in every index; more concurrent searches than this wait.
+const SEARCH_CONTEXTS: usize = 32;
+
+/// A counting semaphore for blocking threads.
+struct Contexts {
+    free: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+impl Contexts {
+    fn new(n: usize) -> Self {
+        Self {
+            free: std::sync::Mutex::new(n),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce() -> T) -> T {
+        {
+            let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+            while *free == 0 {
+                free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+            }
+            *free -= 1;
+        }
+        let out = f();
+        *self.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.freed.notify_one();
+        out
+    }
 }
 
 /// Written next to the index file; the index is only used when this matches SQLite.
@@ -46,8 +82,14 @@ impl VectorIndex {
             multi: false,
         };
         let index = Index::new(&options).map_err(usearch_error)?;
-        index.reserve(1024).map_err(usearch_error)?;
-        Ok(Self { index, dimension })
+        index
+            .reserve_capacity_and_threads(1024, SEARCH_CONTEXTS)
+            .map_err(usearch_error)?;
+        Ok(Self {
+            index,
+            dimension,
+            contexts: Contexts::new(SEARCH_CONTEXTS),
+        })
     }
 
     /// Loads `path` if its stamp matches `expected`; `Ok(None)` means "rebuild".
@@ -73,6 +115,11 @@ impl VectorIndex {
         {
             return Ok(None);
         }
+        // Loading replaces the reservation: make room for adds and search contexts again.
+        index
+            .index
+            .reserve_capacity_and_threads(expected.size.max(1024), SEARCH_CONTEXTS)
+            .map_err(usearch_error)?;
         Ok(Some(index))
     }
 
@@ -89,7 +136,9 @@ impl VectorIndex {
         }
         if self.index.size() + 1 > self.index.capacity() {
             let grown = (self.index.capacity() * 2).max(1024);
-            self.index.reserve(grown).map_err(usearch_error)?;
+            self.index
+                .reserve_capacity_and_threads(grown, SEARCH_CONTEXTS)
+                .map_err(usearch_error)?;
         }
         self.index.add(key, vector).map_err(usearch_error)
     }
@@ -110,8 +159,8 @@ impl VectorIndex {
             return Ok(Vec::new());
         }
         let matches = self
-            .index
-            .filtered_search(query, count, keep)
+            .contexts
+            .with(|| self.index.filtered_search(query, count, keep))
             .map_err(usearch_error)?;
         Ok(matches
             .keys
@@ -212,6 +261,27 @@ mod tests {
         assert!(VectorIndex::load_if_current(&path, 3, &stamp)
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn many_more_concurrent_searches_than_contexts_all_succeed() {
+        let mut index = VectorIndex::new(3).unwrap();
+        for key in 0..500u64 {
+            let a = key as f32 * 0.01;
+            index.add(key, &unit(&[a.cos(), a.sin(), 0.3])).unwrap();
+        }
+        let index = &index;
+        std::thread::scope(|s| {
+            for t in 0..(SEARCH_CONTEXTS * 3) {
+                s.spawn(move || {
+                    for i in 0..50 {
+                        let a = (t * 50 + i) as f32 * 0.001;
+                        let hits = index.search(&unit(&[a.cos(), a.sin(), 0.3]), 5, |_| true);
+                        assert_eq!(hits.unwrap().len(), 5);
+                    }
+                });
+            }
+        });
     }
 
     #[test]
