@@ -20,6 +20,10 @@ pub struct CandleEncoder {
     bert: Bert,
     bos: u32,
     eos: u32,
+    /// Every model call runs inside this pool, so the kernels' parallel loops are cheap
+    /// work-stealing splits among its threads instead of a sleep/wake hand-off from the
+    /// calling thread for each of the ~60 ops of a forward pass.
+    pool: rayon::ThreadPool,
 }
 
 /// A tokenized text, special tokens not yet added.
@@ -54,6 +58,11 @@ impl CandleEncoder {
         };
         let (bos, eos) = (special("<s>")?, special("</s>")?);
         let model_id = format!("{}@{}", spec.hub_repo, spec.dimension);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .thread_name(|i| format!("storydex-model-{i}"))
+            .build()
+            .map_err(|e| EmbedError::Tokenizer(format!("cannot start the model threads: {e}")))?;
         let encoder = Self {
             model_id,
             tokenizer,
@@ -61,6 +70,7 @@ impl CandleEncoder {
             bos,
             eos,
             spec,
+            pool,
         };
         // Fail at start-up, not on the first request, if the weights are unusable.
         let probe = encoder.embed_query("storydex start-up probe")?;
@@ -245,16 +255,19 @@ impl Encoder for CandleEncoder {
             return Err(EmbedError::EmptyText);
         }
         let body = &body[..body.len().min(self.window_capacity(prefix.len()))];
-        self.bert.embed(&self.with_specials(prefix, body))
+        let ids = self.with_specials(prefix, body);
+        self.pool.install(|| self.bert.embed(&ids))
     }
 
     fn embed_passages(&self, texts: &[&str]) -> Result<Vec<Vec<Window>>, EmbedError> {
         // Texts run in parallel on rayon's pool: short news items keep two cores busier
         // this way than by splitting each small matmul between them.
-        texts
-            .par_iter()
-            .map(|text| self.embed_windows(text))
-            .collect()
+        self.pool.install(|| {
+            texts
+                .par_iter()
+                .map(|text| self.embed_windows(text))
+                .collect()
+        })
     }
 
     fn count_tokens(&self, text: &str) -> Result<usize, EmbedError> {
