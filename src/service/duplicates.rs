@@ -102,17 +102,7 @@ impl Service {
         let groups = self.cluster_ids(range, params)?;
         let mut out = Vec::with_capacity(groups.len());
         for group in groups {
-            let ids: Vec<&str> = group.iter().map(|(id, _)| id.as_str()).collect();
-            let stories = self.store.stories(&ids)?;
-            let scores: HashMap<&str, f32> =
-                group.iter().map(|(id, s)| (id.as_str(), *s)).collect();
-            let members: Vec<(StoredStory, f32)> = stories
-                .into_iter()
-                .map(|s| {
-                    let score = scores.get(s.id.as_str()).copied().unwrap_or(0.0);
-                    (s, score)
-                })
-                .collect();
+            let members = self.members(&group)?;
             if members.len() >= 2 {
                 out.push(describe(members));
             }
@@ -134,9 +124,15 @@ impl Service {
         let Some(group) = groups.into_iter().find(|g| g.iter().any(|(s, _)| s == id)) else {
             return Ok(None);
         };
+        Ok(Some(describe(self.members(&group)?)))
+    }
+
+    /// The stored stories of a cluster with their centroid scores (a story deleted since
+    /// the clusters were cached is left out).
+    fn members(&self, group: &[(String, f32)]) -> Result<Vec<(StoredStory, f32)>, ServiceError> {
         let ids: Vec<&str> = group.iter().map(|(id, _)| id.as_str()).collect();
         let scores: HashMap<&str, f32> = group.iter().map(|(id, s)| (id.as_str(), *s)).collect();
-        let members = self
+        Ok(self
             .store
             .stories(&ids)?
             .into_iter()
@@ -144,8 +140,7 @@ impl Service {
                 let score = scores.get(s.id.as_str()).copied().unwrap_or(0.0);
                 (s, score)
             })
-            .collect();
-        Ok(Some(describe(members)))
+            .collect())
     }
 
     /// Clusters as story ids with centroid scores, cached per store generation.

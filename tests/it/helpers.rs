@@ -23,6 +23,18 @@ pub(crate) const SAMPLE_STORIES: usize = 134;
 /// The sample's story about the new Atlas robot, and its digest.
 pub(crate) const ATLAS_STORY: &str = "d20260106-1200-05";
 pub(crate) const ATLAS_DIGEST: &str = "d20260106-1200";
+/// The stories digest 001 (2026-01-07 00:00) repeats from digest 000 (2026-01-06 12:00),
+/// as (000 story, 001 story), read off the two files by hand.
+pub(crate) const SAMPLE_REPEATS: [(&str, &str); 7] = [
+    ("d20260106-1200-02", "d20260107-0000-09"),
+    ("d20260106-1200-04", "d20260107-0000-02"),
+    ("d20260106-1200-05", "d20260107-0000-03"),
+    ("d20260106-1200-06", "d20260107-0000-04"),
+    ("d20260106-1200-07", "d20260107-0000-07"),
+    ("d20260106-1200-08", "d20260107-0000-05"),
+    ("d20260106-1200-10", "d20260107-0000-06"),
+];
+
 pub(crate) const ATLAS_TITLE: &str = "Boston Dynamics推出新款Atlas人形机器人进入企业生产";
 
 pub(crate) struct TestApp {

@@ -9,7 +9,7 @@ use storydex::embed::Encoder;
 use storydex::http::{AppState, ServeSettings};
 use storydex::store::Store;
 
-use crate::helpers::{real_model_dir, sample_dir, ATLAS_STORY};
+use crate::helpers::{real_model_dir, sample_dir, ATLAS_STORY, SAMPLE_REPEATS};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_model_finds_a_chinese_story_from_an_english_query_over_http() {
@@ -78,18 +78,6 @@ async fn real_model_finds_a_chinese_story_from_an_english_query_over_http() {
         .collect();
     assert!(top[..2].contains(&ATLAS_STORY), "{response:#}");
 }
-
-/// The stories digest 001 (2026-01-07 00:00) repeats from digest 000 (2026-01-06 12:00),
-/// as (000 story, 001 story), read off the two files by hand.
-const SAMPLE_REPEATS: [(&str, &str); 7] = [
-    ("d20260106-1200-02", "d20260107-0000-09"),
-    ("d20260106-1200-04", "d20260107-0000-02"),
-    ("d20260106-1200-05", "d20260107-0000-03"),
-    ("d20260106-1200-06", "d20260107-0000-04"),
-    ("d20260106-1200-07", "d20260107-0000-07"),
-    ("d20260106-1200-08", "d20260107-0000-05"),
-    ("d20260106-1200-10", "d20260107-0000-06"),
-];
 
 /// Items of 001 that 000 did not report (001-08 is close: a detail of 000-01).
 const SAMPLE_FRESH: [&str; 2] = ["d20260107-0000-01", "d20260107-0000-08"];

@@ -12,18 +12,7 @@ use storydex::embed::Encoder;
 use storydex::service::Service;
 use storydex::store::Store;
 
-use crate::helpers::{real_encoder, sample_dir};
-
-/// (story of digest 000, its repeat in digest 001): read off the two files.
-const REPEATS: [(&str, &str); 7] = [
-    ("d20260106-1200-02", "d20260107-0000-09"),
-    ("d20260106-1200-04", "d20260107-0000-02"),
-    ("d20260106-1200-05", "d20260107-0000-03"),
-    ("d20260106-1200-06", "d20260107-0000-04"),
-    ("d20260106-1200-07", "d20260107-0000-07"),
-    ("d20260106-1200-08", "d20260107-0000-05"),
-    ("d20260106-1200-10", "d20260107-0000-06"),
-];
+use crate::helpers::{real_encoder, sample_dir, SAMPLE_REPEATS};
 
 fn pair(a: &str, b: &str) -> (String, String) {
     if a < b {
@@ -93,7 +82,7 @@ fn repeats_cluster_with_their_originals_even_when_links_differ() {
             }
         }
     }
-    let truth: HashSet<(String, String)> = REPEATS.iter().map(|(a, b)| pair(a, b)).collect();
+    let truth: HashSet<(String, String)> = SAMPLE_REPEATS.iter().map(|(a, b)| pair(a, b)).collect();
     let found = predicted.intersection(&truth).count();
     let precision = found as f64 / predicted.len().max(1) as f64;
     let missing: Vec<_> = truth.difference(&predicted).collect();
