@@ -15,7 +15,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use time::format_description::well_known::Rfc3339;
 
 use crate::api::{
-    ClusterView, DuplicatesResponse, Hit, HitsResponse, IngestSummary, SearchResponse,
+    CheckResponse, CheckedItemView, ClusterView, DuplicatesResponse, Hit, HitsResponse,
+    IngestSummary, SearchResponse,
 };
 use crate::domain::{DateRange, QueryText, TopK};
 use crate::embed::{CandleEncoder, Encoder, ModelFiles, ModelSpec};
@@ -92,6 +93,16 @@ pub enum Command {
         common: Common,
         #[command(flatten)]
         settings: crate::http::ServeSettings,
+    },
+    /// For a draft digest (not stored), which items were already covered, and where.
+    Check {
+        #[command(flatten)]
+        common: Common,
+        /// Print JSON (the same shape as `POST /v1/check`).
+        #[arg(long)]
+        json: bool,
+        /// The draft digest (Markdown, the usual digest format).
+        draft: PathBuf,
     },
     /// Inspect or obtain the embedding model.
     Model {
@@ -263,6 +274,27 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Serve { common, settings } => serve(common, settings),
+        Command::Check {
+            common,
+            json,
+            draft,
+        } => {
+            let text =
+                std::fs::read(&draft).with_context(|| format!("reading {}", draft.display()))?;
+            let source = draft.display().to_string();
+            let parsed = crate::corpus::parse_bytes(&source, &text)?;
+            let service = common.open()?;
+            let items = service.check_text(&source, &String::from_utf8_lossy(&text))?;
+            let response = CheckResponse {
+                digest: parsed.digest.id,
+                items: items.into_iter().map(CheckedItemView::from).collect(),
+            };
+            if json {
+                print_json(&response)
+            } else {
+                print_check(&response)
+            }
+        }
         Command::Model { command } => model(command),
     }
 }
@@ -515,4 +547,26 @@ fn short_date(rfc3339: Option<&str>) -> String {
             )
         })
         .unwrap_or_else(|| "undated".to_owned())
+}
+
+fn print_check(response: &CheckResponse) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for item in &response.items {
+        if item.previous_coverage.is_empty() {
+            writeln!(out, "{:>2}. new      {}", item.position, item.title)?;
+            continue;
+        }
+        writeln!(out, "{:>2}. COVERED  {}", item.position, item.title)?;
+        for c in &item.previous_coverage {
+            writeln!(
+                out,
+                "      {:.3}  {}  {} · {}",
+                c.score,
+                short_date(c.published.as_deref()),
+                c.digest,
+                c.title
+            )?;
+        }
+    }
+    Ok(())
 }
