@@ -93,6 +93,21 @@ pub fn normalize(v: &mut [f32]) {
     }
 }
 
+/// Normalised mean of unit vectors: the one vector of a multi-window story, used both
+/// for clustering and for checking a draft.
+pub fn mean_unit_vector<'a>(vectors: impl IntoIterator<Item = &'a [f32]>) -> Vec<f32> {
+    let mut sum: Vec<f32> = Vec::new();
+    for v in vectors {
+        if sum.is_empty() {
+            sum = v.to_vec();
+        } else {
+            sum.iter_mut().zip(v).for_each(|(a, b)| *a += b);
+        }
+    }
+    normalize(&mut sum);
+    sum
+}
+
 /// Cosine similarity of two unit vectors.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()

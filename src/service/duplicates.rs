@@ -205,7 +205,8 @@ impl Service {
         debug_assert_eq!(stories.len(), windows.len(), "one window list per story");
         let mut out = Vec::with_capacity(stories.len());
         for (story, windows) in stories.into_iter().zip(windows) {
-            let vector = mean_vector(windows.iter().map(|w| w.vector.as_slice()));
+            let vector =
+                crate::embed::mean_unit_vector(windows.iter().map(|w| w.vector.as_slice()));
             let previous_coverage = self.previous_coverage(&story, &vector)?;
             out.push(CheckedItem {
                 story,
@@ -237,7 +238,8 @@ impl Service {
             if windows.is_empty() {
                 to_embed.push(story);
             } else {
-                let vector = mean_vector(windows.iter().map(|(_, v)| v.as_slice()));
+                let vector =
+                    crate::embed::mean_unit_vector(windows.iter().map(|(_, v)| v.as_slice()));
                 vectors.insert(&story.id, vector);
             }
         }
@@ -246,7 +248,8 @@ impl Service {
             let texts: Vec<&str> = chunk.iter().map(|s| s.text.as_str()).collect();
             let windows = self.encoder.embed_passages(&texts)?;
             for (story, windows) in chunk.iter().zip(windows) {
-                let vector = mean_vector(windows.iter().map(|w| w.vector.as_slice()));
+                let vector =
+                    crate::embed::mean_unit_vector(windows.iter().map(|w| w.vector.as_slice()));
                 vectors.insert(&story.id, vector);
                 embedded.insert(story.id.clone(), windows);
             }
@@ -293,19 +296,17 @@ impl Service {
         vector: &[f32],
     ) -> Result<Vec<Coverage>, ServiceError> {
         let params = self.params(None)?;
-        let draft = Item {
-            digest: story.digest_id.clone(),
-            time: story.published.map(|t| t.unix_timestamp()),
-            url: story.url.as_deref().map(canonical_url),
-            vector: vector.to_vec(),
-        };
+        let draft = item(
+            &story.digest_id,
+            story.published,
+            story.url.as_deref(),
+            vector.to_vec(),
+        );
         let candidates = self.best_windows(&[vector.to_vec()], CHECK_CANDIDATES, |m| {
             m.digest_id != story.digest_id
         })?;
         let mut found = Vec::new();
         for hit in candidates {
-            let windows = self.store.story_windows(&hit.meta.story_id)?;
-            let other_vector = mean_vector(windows.iter().map(|(_, v)| v.as_slice()));
             let Some(other) = self.store.story(&hit.meta.story_id)? else {
                 continue;
             };
@@ -316,16 +317,17 @@ impl Service {
             if later {
                 continue;
             }
-            let item = Item {
-                digest: other.digest_id.clone(),
-                time: other.published.map(|t| t.unix_timestamp()),
-                url: other.url.as_deref().map(canonical_url),
-                vector: other_vector,
-            };
+            let windows = self.store.story_windows(&other.id)?;
+            let other_item = item(
+                &other.digest_id,
+                other.published,
+                other.url.as_deref(),
+                crate::embed::mean_unit_vector(windows.iter().map(|(_, v)| v.as_slice())),
+            );
             let score = pair_score(
                 &draft,
-                &item,
-                cluster::dot(&draft.vector, &item.vector),
+                &other_item,
+                cluster::dot(&draft.vector, &other_item.vector),
                 &params,
             );
             if score >= params.threshold {
@@ -342,26 +344,27 @@ impl Service {
 }
 
 fn to_item(s: &StoryVector) -> Item {
-    Item {
-        digest: s.digest_id.clone(),
-        time: s.published.map(|t| t.unix_timestamp()),
-        url: s.url.as_deref().map(canonical_url),
-        vector: s.vector.clone(),
-    }
+    item(
+        &s.digest_id,
+        s.published,
+        s.url.as_deref(),
+        s.vector.clone(),
+    )
 }
 
-/// Normalised mean of unit vectors: one vector for a multi-window story.
-pub(crate) fn mean_vector<'a>(vectors: impl Iterator<Item = &'a [f32]>) -> Vec<f32> {
-    let mut sum: Vec<f32> = Vec::new();
-    for v in vectors {
-        if sum.is_empty() {
-            sum = v.to_vec();
-        } else {
-            sum.iter_mut().zip(v).for_each(|(a, b)| *a += b);
-        }
+/// A story as clustering sees it: its digest, time, canonical link and vector.
+fn item(
+    digest: &str,
+    published: Option<OffsetDateTime>,
+    url: Option<&str>,
+    vector: Vec<f32>,
+) -> Item {
+    Item {
+        digest: digest.to_owned(),
+        time: published.map(|t| t.unix_timestamp()),
+        url: url.map(canonical_url),
+        vector,
     }
-    crate::embed::normalize(&mut sum);
-    sum
 }
 
 fn describe(mut members: Vec<(StoredStory, f32)>) -> DuplicateCluster {

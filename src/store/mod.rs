@@ -516,30 +516,33 @@ impl Store {
              JOIN windows w ON w.story_id = s.id ORDER BY s.id, w.idx",
         )?;
         let mut rows = stmt.query([])?;
-        let mut out: Vec<StoryVector> = Vec::new();
+        // Rows come grouped by story: collect each story's windows, then average them.
+        let mut out: Vec<(StoryVector, Vec<Vec<f32>>)> = Vec::new();
         while let Some(row) = rows.next()? {
             let id: String = row.get(0)?;
             let vector = blob_to_vector(&row.get::<_, Vec<u8>>(5)?, self.dimension)?;
             match out.last_mut() {
-                Some(last) if last.id == id => {
-                    last.vector
-                        .iter_mut()
-                        .zip(&vector)
-                        .for_each(|(a, b)| *a += b);
-                }
-                _ => out.push(StoryVector {
-                    id,
-                    digest_id: row.get(1)?,
-                    day: row.get(2)?,
-                    published: parse_time_opt(row.get(3)?)?,
-                    url: row.get(4)?,
-                    vector,
-                }),
+                Some((last, windows)) if last.id == id => windows.push(vector),
+                _ => out.push((
+                    StoryVector {
+                        id,
+                        digest_id: row.get(1)?,
+                        day: row.get(2)?,
+                        published: parse_time_opt(row.get(3)?)?,
+                        url: row.get(4)?,
+                        vector: Vec::new(),
+                    },
+                    vec![vector],
+                )),
             }
         }
-        out.iter_mut()
-            .for_each(|s| crate::embed::normalize(&mut s.vector));
-        Ok(out)
+        Ok(out
+            .into_iter()
+            .map(|(mut story, windows)| {
+                story.vector = crate::embed::mean_unit_vector(windows.iter().map(Vec::as_slice));
+                story
+            })
+            .collect())
     }
 
     pub fn digests(&self) -> Result<Vec<StoredDigest>, StoreError> {
