@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use storydex::corpus::{Digest, SourceKind, Story};
-use storydex::domain::{DateRange, TopK};
+use storydex::domain::{DateRange, QueryText, TopK};
 use storydex::embed::fake::FakeEncoder;
 use storydex::embed::{Encoder, Window};
-use storydex::service::Service;
+use storydex::service::{SearchMode, Service};
 use storydex::store::{NewStory, Store};
 use time::OffsetDateTime;
 
@@ -117,10 +117,11 @@ fn search(c: &mut Criterion) {
             DateRange::parse(Some("2025-03-01"), Some("2025-03-07")).expect("range"),
         ),
     ];
+    let text = QueryText::new("benchmark query").expect("query");
     let mut group = c.benchmark_group("search_20k");
     for (name, range) in ranges {
         let hits = service
-            .search_vector(&queries[0], k, range)
+            .search_with(&text, Some(&queries[0]), k, range, SearchMode::Vector)
             .expect("search");
         assert_eq!(hits.len(), 10, "{name}: too few stories in range");
         let mut next = 0;
@@ -128,7 +129,7 @@ fn search(c: &mut Criterion) {
             b.iter(|| {
                 next = (next + 1) % queries.len();
                 service
-                    .search_vector(&queries[next], k, *range)
+                    .search_with(&text, Some(&queries[next]), k, *range, SearchMode::Vector)
                     .expect("search")
             })
         });

@@ -20,8 +20,15 @@ fn rfc3339(t: Option<OffsetDateTime>) -> Option<String> {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Hit {
     pub id: String,
-    /// Cosine similarity between the query and the story's best-matching window.
+    /// The ranking score: the cosine in `vector` mode, BM25 in `lexical` mode, and in
+    /// `hybrid` mode the fused reciprocal-rank score scaled so that 1.0 means first in
+    /// both rankings. Results are sorted by it.
     pub score: f32,
+    /// Cosine similarity between the query and the story's best-matching window (null in
+    /// `lexical` mode).
+    pub cosine: Option<f32>,
+    /// BM25 of the query's terms in the story (null when no term matched).
+    pub bm25: Option<f32>,
     pub title: String,
     pub url: Option<String>,
     /// RFC 3339, or null for undated archive entries.
@@ -37,6 +44,8 @@ impl From<StoryHit> for Hit {
         Self {
             id: h.story.id,
             score: h.score,
+            cosine: h.cosine,
+            bm25: h.bm25,
             title: h.story.headline,
             url: h.story.url,
             published: rfc3339(h.story.published),
@@ -48,6 +57,8 @@ impl From<StoryHit> for Hit {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SearchResponse {
+    /// The ranking used: `vector`, `lexical` or `hybrid`.
+    pub mode: String,
     pub hits: Vec<Hit>,
     pub took_ms: f64,
 }
@@ -204,6 +215,9 @@ pub struct SearchRequest {
     /// Only stories published on or before this day (`YYYY-MM-DD`).
     #[serde(default)]
     pub until: Option<String>,
+    /// `hybrid` (default: vectors and exact terms fused), `vector` or `lexical`.
+    #[serde(default)]
+    pub mode: Option<String>,
 }
 
 /// `GET /health`: `status` is `ok` once the model and index are loaded, `starting` before.
@@ -337,10 +351,31 @@ pub struct CoverageView {
     pub digest: String,
     /// Pair score: cosine, raised for the same link, lowered for a long time gap.
     pub score: f32,
+    /// Why it counts as the same event.
+    pub reason: MatchReasonView,
+}
+
+/// The evidence behind a coverage match.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MatchReasonView {
+    /// Cosine of the two stories' vectors.
+    pub cosine: f32,
+    /// Both link to the same source.
+    pub same_link: bool,
+    /// Days between the two publications (null when either is undated).
+    pub days_apart: Option<f32>,
+    /// The checked item's language, then the stored story's: `zh-zh`, `en-zh`,
+    /// `zh-en` or `en-en`.
+    pub languages: String,
+    /// The threshold of that language pair, which `score` reached.
+    pub threshold: f32,
+    /// The same in one sentence.
+    pub summary: String,
 }
 
 impl From<Coverage> for CoverageView {
     fn from(c: Coverage) -> Self {
+        let summary = c.reason.describe();
         Self {
             id: c.story.id,
             title: c.story.headline,
@@ -348,6 +383,14 @@ impl From<Coverage> for CoverageView {
             published: rfc3339(c.story.published),
             digest: c.story.digest_id,
             score: c.score,
+            reason: MatchReasonView {
+                cosine: c.reason.cosine,
+                same_link: c.reason.same_link,
+                days_apart: c.reason.days_apart,
+                languages: c.reason.languages,
+                threshold: c.reason.threshold,
+                summary,
+            },
         }
     }
 }

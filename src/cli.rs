@@ -20,7 +20,7 @@ use crate::api::{
 };
 use crate::domain::{DateRange, QueryText, TopK};
 use crate::embed::{CandleEncoder, Encoder, ModelFiles, ModelSpec};
-use crate::service::{Progress, Service};
+use crate::service::{Progress, SearchMode, Service, Tuning};
 use crate::store::Store;
 
 /// storydex: related stories and duplicate coverage for an archive of AI news digests.
@@ -54,6 +54,9 @@ pub enum Command {
         /// Print JSON (the same shape as `POST /v1/search`).
         #[arg(long)]
         json: bool,
+        /// Ranking: hybrid (vectors and exact terms fused), vector or lexical.
+        #[arg(long, default_value = "hybrid")]
+        mode: SearchMode,
         query: String,
     },
     /// Stories similar to a stored story, from its stored vectors.
@@ -103,6 +106,25 @@ pub enum Command {
         json: bool,
         /// The draft digest (Markdown, the usual digest format).
         draft: PathBuf,
+    },
+    /// Score search and the "already covered?" check on the labelled sets (data/eval),
+    /// per split: tune on `tune`, report `heldout`. Ingests the corpus into --data first
+    /// (a re-run skips unchanged stories).
+    Eval {
+        #[command(flatten)]
+        common: Common,
+        /// The corpus the labels refer to.
+        #[arg(long, default_value = "data/sample")]
+        corpus: PathBuf,
+        /// Folder with search.toml, check_en.toml and repeats_zh.toml.
+        #[arg(long, default_value = "data/eval")]
+        sets: PathBuf,
+        /// Also compare ranking variants on the tuning split.
+        #[arg(long)]
+        sweep: bool,
+        /// Every miss, and the held-out score distributions too.
+        #[arg(long)]
+        verbose: bool,
     },
     /// Inspect or obtain the embedding model.
     Model {
@@ -182,10 +204,10 @@ impl Common {
     /// Loads the model and opens the store built with it.
     pub fn open(&self) -> anyhow::Result<Service> {
         let encoder = self.model.load_encoder()?;
-        let threshold = encoder.spec().thresholds.duplicate;
+        let tuning = Tuning::from_spec(encoder.spec());
         let store = Store::open(&self.data, encoder.model_id(), encoder.dimension())
             .with_context(|| format!("opening the store in {}", self.data.display()))?;
-        Ok(Service::new(Arc::new(store), Arc::new(encoder), threshold))
+        Ok(Service::new(Arc::new(store), Arc::new(encoder), tuning))
     }
 }
 
@@ -222,17 +244,22 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             common,
             filter,
             json,
+            mode,
             query,
         } => {
             let (k, range) = filter.parse()?;
             let query = QueryText::new(&query)?;
             let service = common.open()?;
             let started = Instant::now();
-            let hits = service.search(&query, k, range)?;
+            let hits = service.search(&query, k, range, mode)?;
             let took_ms = started.elapsed().as_secs_f64() * 1000.0;
             let hits: Vec<Hit> = hits.into_iter().map(Hit::from).collect();
             if json {
-                print_json(&SearchResponse { hits, took_ms })
+                print_json(&SearchResponse {
+                    mode: mode.as_str().to_owned(),
+                    hits,
+                    took_ms,
+                })
             } else {
                 print_hits(&hits)
             }
@@ -296,6 +323,22 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Model { command } => model(command),
+        Command::Eval {
+            common,
+            corpus,
+            sets,
+            sweep,
+            verbose,
+        } => {
+            let service = common.open()?;
+            let cancel = AtomicBool::new(false);
+            let report = service.ingest_paths(&[corpus], &cancel, &mut |_| {})?;
+            if !report.failed.is_empty() {
+                anyhow::bail!("the corpus did not parse: {:?}", report.failed);
+            }
+            print!("{}", crate::eval::report(&service, &sets, sweep, verbose)?);
+            Ok(())
+        }
     }
 }
 
@@ -355,11 +398,11 @@ fn serve(common: Common, settings: crate::http::ServeSettings) -> anyhow::Result
 /// Loads the model, opens the store and makes the server ready.
 fn load_for_serve(common: &Common, state: &crate::http::AppState) -> anyhow::Result<()> {
     let encoder = common.model.load_encoder()?;
-    let threshold = encoder.spec().thresholds.duplicate;
+    let tuning = Tuning::from_spec(encoder.spec());
     let store = Store::open(&common.data, encoder.model_id(), encoder.dimension())
         .with_context(|| format!("opening the store in {}", common.data.display()))?;
     let stories = store.story_count()?;
-    state.set_ready(Arc::new(store), Arc::new(encoder), threshold)?;
+    state.set_ready(Arc::new(store), Arc::new(encoder), tuning)?;
     tracing::info!(stories, "ready");
     Ok(())
 }

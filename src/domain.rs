@@ -99,6 +99,11 @@ impl DateRange {
         self.since.is_none() && self.until.is_none()
     }
 
+    /// The bounds as `YYYYMMDD` day numbers (the store's `day` column).
+    pub fn days(&self) -> (Option<u32>, Option<u32>) {
+        (self.since.map(day_number), self.until.map(day_number))
+    }
+
     /// Whether a story published on `day` (`YYYYMMDD`; `None` = undated) is in range.
     /// Undated stories only match an unbounded range.
     pub fn contains_day(&self, day: Option<u32>) -> bool {

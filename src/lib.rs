@@ -9,6 +9,8 @@ pub mod cluster;
 pub mod corpus;
 pub mod domain;
 pub mod embed;
+pub mod eval;
 pub mod http;
+pub mod lexical;
 pub mod service;
 pub mod store;

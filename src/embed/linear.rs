@@ -79,6 +79,15 @@ pub(crate) fn avx512_available() -> bool {
 /// reads a quarter of the bytes of f32. Longer inputs (passages) use f32.
 const SMALL_M: usize = 24;
 
+/// Whether short inputs use the int8 weights (on by default). `storydex eval` turns it
+/// off to measure what int8 queries cost in ranking quality.
+static INT8_SHORT_INPUTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Chooses int8 (`true`, the default) or f32 weights for inputs of at most 24 tokens.
+pub fn set_int8_short_inputs(on: bool) {
+    INT8_SHORT_INPUTS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Weights laid out as `panels[p][k][j] = W[p*32 + j][k]`, in f32 and in int8.
 pub(crate) struct PackedLinear {
     panels: Vec<f32>,
@@ -149,6 +158,7 @@ impl PackedLinear {
         let mut y = vec![0.0f32; m * self.out];
         let out_ptr = SendPtr(y.as_mut_ptr());
         let panels = self.out / NR;
+        let int8 = m <= SMALL_M && INT8_SHORT_INPUTS.load(std::sync::atomic::Ordering::Relaxed);
         // Two halves per thread at most: enough to balance, few hand-offs. When rayon's
         // threads are all busy with other windows, the halves simply run here.
         let min_panels = panels.div_ceil(2 * rayon::current_num_threads()).max(1);
@@ -160,7 +170,7 @@ impl PackedLinear {
                 // SAFETY: each panel writes only its own 32 columns of every row of `y`,
                 // which is m×out long; panels are disjoint, so no two tasks alias.
                 unsafe {
-                    let weights = if m <= SMALL_M {
+                    let weights = if int8 {
                         Weights::I8 {
                             panel: self.panels_i8.as_ptr().add(p * self.inp * NR),
                             scales: self.scales.as_ptr().add(p * NR),

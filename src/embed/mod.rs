@@ -14,6 +14,7 @@ mod linear;
 mod spec;
 
 pub use encoder::CandleEncoder;
+pub use linear::set_int8_short_inputs;
 pub use files::{ModelFiles, ModelSource};
 pub use spec::{ModelSpec, Thresholds};
 

@@ -26,14 +26,24 @@ pub struct ModelSpec {
     pub files: Vec<String>,
     pub window_overlap: usize,
     pub thresholds: Thresholds,
+    /// Ranking knobs tuned for this model (defaults when the manifest has none).
+    #[serde(default)]
+    pub search: crate::service::Ranking,
 }
 
 /// Scores calibrated per model: cosines from different models are not comparable.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Thresholds {
-    /// Story-vector cosine at and above which two stories may report the same event.
+    /// Pair score at and above which two stories in the same language (Chinese
+    /// digest items) report the same event.
     pub duplicate: f32,
+    /// The same for an English text against a Chinese story (default: `duplicate`).
+    #[serde(default)]
+    pub duplicate_en_zh: Option<f32>,
+    /// The same for two English texts (default: `duplicate`).
+    #[serde(default)]
+    pub duplicate_en_en: Option<f32>,
 }
 
 impl ModelSpec {

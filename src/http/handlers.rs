@@ -26,7 +26,7 @@ use crate::api::{
 };
 use crate::corpus::{self, ParseError, ParsedFile, SourceKind};
 use crate::domain::{DateRange, Invalid, QueryText, TopK};
-use crate::service::{CheckedIngest, ServiceError};
+use crate::service::{CheckedIngest, SearchMode, ServiceError};
 
 /// Stories per model call when checking a draft, as an ingest commits them: a search
 /// waits for at most one such batch.
@@ -45,6 +45,8 @@ pub(crate) struct SearchParams {
     since: Option<String>,
     /// Only stories published on or before this day (`YYYY-MM-DD`).
     until: Option<String>,
+    /// `hybrid` (default), `vector` or `lexical`.
+    mode: Option<String>,
 }
 
 /// Query parameters of `GET /v1/stories/{id}/similar`.
@@ -124,7 +126,7 @@ fn filter(
     request_body = SearchRequest,
     responses(
         (status = 200, body = SearchResponse),
-        (status = 400, description = "invalid_k, invalid_date, invalid_date_range, empty_query, query_too_long, invalid_json", body = ErrorBody),
+        (status = 400, description = "invalid_k, invalid_date, invalid_date_range, invalid_mode, empty_query, query_too_long, invalid_json", body = ErrorBody),
         (status = 415, description = "not application/json", body = ErrorBody),
         (status = 503, description = "overloaded or not_ready", body = ErrorBody),
     )
@@ -139,6 +141,7 @@ pub(crate) async fn search_post(
         request.k,
         request.since.as_deref(),
         request.until.as_deref(),
+        request.mode.as_deref(),
     )
     .await
 }
@@ -163,6 +166,7 @@ pub(crate) async fn search_get(
         params.k,
         params.since.as_deref(),
         params.until.as_deref(),
+        params.mode.as_deref(),
     )
     .await
 }
@@ -173,15 +177,23 @@ async fn search(
     k: Option<usize>,
     since: Option<&str>,
     until: Option<&str>,
+    mode: Option<&str>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let started = Instant::now();
     let (k, range) = filter(k, since, until)?;
+    let mode: SearchMode = mode.unwrap_or("").parse()?;
     let query = QueryText::new(query)?;
-    let vector = state.embed(move |e| e.embed_query(query.as_str())).await?;
+    let vector = if mode.needs_vector() {
+        let text = query.clone();
+        Some(state.embed(move |e| e.embed_query(text.as_str())).await?)
+    } else {
+        None
+    };
     let hits = state
-        .read(move |service| service.search_vector(&vector, k, range))
+        .read(move |service| service.search_with(&query, vector.as_deref(), k, range, mode))
         .await?;
     Ok(Json(SearchResponse {
+        mode: mode.as_str().to_owned(),
         hits: hits.into_iter().map(Hit::from).collect(),
         took_ms: started.elapsed().as_secs_f64() * 1000.0,
     }))

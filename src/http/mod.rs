@@ -125,7 +125,7 @@ impl AppState {
         &self,
         store: Arc<Store>,
         encoder: Arc<dyn Encoder>,
-        duplicate_threshold: f32,
+        tuning: impl Into<crate::service::Tuning>,
     ) -> std::io::Result<()> {
         if self.is_ready() {
             return Err(std::io::Error::new(
@@ -140,7 +140,7 @@ impl AppState {
             Arc::clone(&self.inner.queue_depth),
         )?;
         let queued = QueuedEncoder::new(encoder, worker.clone());
-        let service = Arc::new(Service::new(store, Arc::new(queued), duplicate_threshold));
+        let service = Arc::new(Service::new(store, Arc::new(queued), tuning));
         self.inner
             .engine
             .set(Engine { service, worker })

@@ -39,6 +39,37 @@ pub struct Coverage {
     pub story: StoredStory,
     /// Pair score (cosine adjusted for same link and time gap).
     pub score: f32,
+    /// Why it counts as the same event.
+    pub reason: MatchReason,
+}
+
+/// The evidence behind a [`Coverage`]: what the score is made of and what it had to reach.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatchReason {
+    /// Cosine of the two stories' vectors.
+    pub cosine: f32,
+    /// Both link to the same source (after dropping scheme, `www.`, query and fragment).
+    pub same_link: bool,
+    /// Days between the two publications, when both are dated.
+    pub days_apart: Option<f32>,
+    /// `zh-zh`, `en-zh`, `zh-en` or `en-en`: the draft's language, then the story's.
+    pub languages: String,
+    /// The threshold of that language pair, which `score` reached.
+    pub threshold: f32,
+}
+
+impl MatchReason {
+    /// One line for people: `en-zh 0.861 >= 0.84, cosine 0.861, other link, 0.3 days apart`.
+    pub fn describe(&self) -> String {
+        let link = if self.same_link { "same link" } else { "other link" };
+        let days = self
+            .days_apart
+            .map_or(String::new(), |d| format!(", {d:.1} days apart"));
+        format!(
+            "{} threshold {:.3}, cosine {:.3}, {link}{days}",
+            self.languages, self.threshold, self.cosine
+        )
+    }
 }
 
 /// One item of a checked draft and where it was covered before.
@@ -88,7 +119,7 @@ impl Service {
             }
         }
         Ok(Params::with_threshold(
-            min_score.unwrap_or(self.duplicate_threshold),
+            min_score.unwrap_or(self.tuning.duplicate),
         ))
     }
 
@@ -288,14 +319,15 @@ impl Service {
         self.ingest_checked(corpus::parse_str(source, text)?)
     }
 
-    /// Stored stories of other digests, published no later than `story`, that pass the
-    /// duplicate threshold against it.
+    /// Stored stories of other digests, published no later than `story`, whose pair score
+    /// against it reaches the threshold of their language pair.
     pub(crate) fn previous_coverage(
         &self,
         story: &Story,
         vector: &[f32],
     ) -> Result<Vec<Coverage>, ServiceError> {
         let params = self.params(None)?;
+        let draft_language = crate::lexical::language(&story.text);
         let draft = item(
             &story.digest_id,
             story.published,
@@ -324,16 +356,25 @@ impl Service {
                 other.url.as_deref(),
                 crate::embed::mean_unit_vector(windows.iter().map(|(_, v)| v.as_slice())),
             );
-            let score = pair_score(
-                &draft,
-                &other_item,
-                cluster::dot(&draft.vector, &other_item.vector),
-                &params,
-            );
-            if score >= params.threshold {
+            let cosine = cluster::dot(&draft.vector, &other_item.vector);
+            let score = pair_score(&draft, &other_item, cosine, &params);
+            let other_language = crate::lexical::language(&other.text);
+            let threshold = self.tuning.threshold(draft_language, other_language);
+            if score >= threshold {
+                let reason = MatchReason {
+                    cosine,
+                    same_link: draft.url.is_some() && draft.url == other_item.url,
+                    days_apart: draft
+                        .time
+                        .zip(other_item.time)
+                        .map(|(a, b)| (a - b).abs() as f32 / 86_400.0),
+                    languages: format!("{draft_language}-{other_language}"),
+                    threshold,
+                };
                 found.push(Coverage {
                     story: other,
                     score,
+                    reason,
                 });
             }
         }

@@ -14,12 +14,14 @@ use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
 use crate::corpus::{self, ParseError, ParsedFile, Story};
-use crate::domain::{DateRange, Invalid, QueryText, TopK};
+use crate::domain::Invalid;
 use crate::embed::{EmbedError, Encoder, Window};
-use crate::store::{NewStory, Store, StoreError, StoredDigest, StoredStory, WindowHit, WindowMeta};
+use crate::store::{NewStory, Store, StoreError, StoredDigest, StoredStory};
 
 mod duplicates;
-pub use duplicates::{CheckedIngest, CheckedItem, Coverage, DuplicateCluster};
+mod search;
+pub use duplicates::{CheckedIngest, CheckedItem, Coverage, DuplicateCluster, MatchReason};
+pub use search::{Ranking, SearchMode, StoryHit};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -33,16 +35,6 @@ pub enum ServiceError {
     Embed(#[from] EmbedError),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// One story in a result list.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoryHit {
-    pub story: StoredStory,
-    /// Cosine similarity of the best-matching window.
-    pub score: f32,
-    /// The best-matching passage of the story.
-    pub snippet: String,
 }
 
 /// What an ingest did, per story.
@@ -89,21 +81,96 @@ const COMMIT_EVERY: usize = 8;
 /// Snippets longer than this many characters are cut.
 const SNIPPET_CHARS: usize = 280;
 
+/// The per-model knobs of the service: same-event thresholds per language pair and the
+/// search ranking. From the model manifest ([`Tuning::from_spec`]); a bare number is one
+/// threshold for every language pair with the default ranking (tests, fake encoders).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tuning {
+    /// Pair score for two stories in the same language (Chinese digests: zh-zh).
+    pub duplicate: f32,
+    /// Pair score for an English text against a Chinese story (or the other way round).
+    pub duplicate_en_zh: f32,
+    /// Pair score for two English texts.
+    pub duplicate_en_en: f32,
+    pub ranking: Ranking,
+}
+
+impl Tuning {
+    pub fn from_spec(spec: &crate::embed::ModelSpec) -> Self {
+        let t = &spec.thresholds;
+        Self {
+            duplicate: t.duplicate,
+            duplicate_en_zh: t.duplicate_en_zh.unwrap_or(t.duplicate),
+            duplicate_en_en: t.duplicate_en_en.unwrap_or(t.duplicate),
+            ranking: spec.search,
+        }
+    }
+
+    /// The threshold for a pair of texts in these languages (`zh` or `en`).
+    pub fn threshold(&self, a: &str, b: &str) -> f32 {
+        match (a, b) {
+            ("en", "en") => self.duplicate_en_en,
+            ("en", _) | (_, "en") => self.duplicate_en_zh,
+            _ => self.duplicate,
+        }
+    }
+}
+
+impl From<f32> for Tuning {
+    fn from(threshold: f32) -> Self {
+        Self {
+            duplicate: threshold,
+            duplicate_en_zh: threshold,
+            duplicate_en_en: threshold,
+            ranking: Ranking::default(),
+        }
+    }
+}
+
 pub struct Service {
     store: Arc<Store>,
     encoder: Arc<dyn Encoder>,
-    duplicate_threshold: f32,
+    tuning: Tuning,
+    ranking: Ranking,
     clusters: duplicates::ClusterCache,
 }
 
 impl Service {
-    pub fn new(store: Arc<Store>, encoder: Arc<dyn Encoder>, duplicate_threshold: f32) -> Self {
+    pub fn new(store: Arc<Store>, encoder: Arc<dyn Encoder>, tuning: impl Into<Tuning>) -> Self {
+        let tuning = tuning.into();
         Self {
             store,
             encoder,
-            duplicate_threshold,
+            ranking: tuning.ranking,
+            tuning,
             clusters: Default::default(),
         }
+    }
+
+    /// The same service with other ranking knobs (a variant being evaluated).
+    pub fn with_ranking(mut self, ranking: Ranking) -> Self {
+        self.ranking = ranking;
+        self
+    }
+
+    /// Another service over the same store and encoder, ranking with other knobs (for
+    /// comparing variants in one process; clusters are not shared).
+    pub fn clone_with_ranking(&self, ranking: Ranking) -> Service {
+        Service {
+            store: Arc::clone(&self.store),
+            encoder: Arc::clone(&self.encoder),
+            tuning: self.tuning,
+            ranking,
+            clusters: Default::default(),
+        }
+    }
+
+    pub fn ranking(&self) -> Ranking {
+        self.ranking
+    }
+
+    pub fn tuning(&self) -> Tuning {
+        self.tuning
     }
 
     pub fn store(&self) -> &Store {
@@ -114,8 +181,9 @@ impl Service {
         self.encoder.as_ref()
     }
 
+    /// The same-language (zh-zh) duplicate threshold, which clusters use.
     pub fn duplicate_threshold(&self) -> f32 {
-        self.duplicate_threshold
+        self.tuning.duplicate
     }
 
     /// Ingests files and folders (recursively, `.md`/`.txt`/`.markdown`). A file that fails
@@ -269,111 +337,6 @@ impl Service {
         Ok(())
     }
 
-    /// Stories most similar to a free-text query (Chinese or English).
-    pub fn search(
-        &self,
-        query: &QueryText,
-        k: TopK,
-        range: DateRange,
-    ) -> Result<Vec<StoryHit>, ServiceError> {
-        let vector = self.encoder.embed_query(query.as_str())?;
-        self.search_vector(&vector, k, range)
-    }
-
-    /// Stories nearest to an already computed query vector.
-    pub fn search_vector(
-        &self,
-        vector: &[f32],
-        k: TopK,
-        range: DateRange,
-    ) -> Result<Vec<StoryHit>, ServiceError> {
-        let best = self.best_windows(&[vector.to_vec()], k.get(), |m| range.contains_day(m.day))?;
-        self.hydrate(best)
-    }
-
-    /// Stories similar to a stored one, from its stored vectors (no model call).
-    pub fn similar(
-        &self,
-        id: &str,
-        k: TopK,
-        range: DateRange,
-        other_digests_only: bool,
-    ) -> Result<Vec<StoryHit>, ServiceError> {
-        let windows = self.store.story_windows(id)?;
-        let Some((first, _)) = windows.first() else {
-            return Err(ServiceError::NotFound {
-                what: "story",
-                id: id.to_owned(),
-            });
-        };
-        let digest_id = first.digest_id.clone();
-        let queries: Vec<Vec<f32>> = windows.into_iter().map(|(_, v)| v).collect();
-        let best = self.best_windows(&queries, k.get(), |m| {
-            m.story_id != id
-                && (!other_digests_only || m.digest_id != digest_id)
-                && range.contains_day(m.day)
-        })?;
-        self.hydrate(best)
-    }
-
-    /// Up to `k` stories, each with its best window over all `queries`, best first.
-    ///
-    /// Windows are grouped by story, so the index is asked for more windows than `k`;
-    /// if grouping leaves fewer than `k` stories the request is widened until the
-    /// index has nothing more to give.
-    fn best_windows(
-        &self,
-        queries: &[Vec<f32>],
-        k: usize,
-        keep: impl Fn(&WindowMeta) -> bool,
-    ) -> Result<Vec<WindowHit>, ServiceError> {
-        let total = self.store.window_count();
-        let mut want = (k * 4 + 16).min(total.max(1));
-        loop {
-            let mut best: HashMap<String, WindowHit> = HashMap::new();
-            for q in queries {
-                for hit in self.store.search_windows(q, want, &keep)? {
-                    match best.get(&hit.meta.story_id) {
-                        Some(b) if b.score >= hit.score => {}
-                        _ => {
-                            best.insert(hit.meta.story_id.clone(), hit);
-                        }
-                    }
-                }
-            }
-            if best.len() >= k || want >= total {
-                let mut hits: Vec<WindowHit> = best.into_values().collect();
-                hits.sort_by(|a, b| {
-                    b.score
-                        .total_cmp(&a.score)
-                        .then_with(|| a.meta.story_id.cmp(&b.meta.story_id))
-                });
-                hits.truncate(k);
-                return Ok(hits);
-            }
-            want = (want * 4).min(total);
-        }
-    }
-
-    fn hydrate(&self, hits: Vec<WindowHit>) -> Result<Vec<StoryHit>, ServiceError> {
-        let ids: Vec<&str> = hits.iter().map(|h| h.meta.story_id.as_str()).collect();
-        let stories = self.store.stories(&ids)?;
-        let mut by_id: HashMap<String, StoredStory> =
-            stories.into_iter().map(|s| (s.id.clone(), s)).collect();
-        Ok(hits
-            .into_iter()
-            .filter_map(|hit| {
-                let story = by_id.remove(&hit.meta.story_id)?;
-                let snippet = snippet(&story.text, hit.meta.start, hit.meta.end);
-                Some(StoryHit {
-                    story,
-                    score: hit.score,
-                    snippet,
-                })
-            })
-            .collect())
-    }
-
     pub fn story(&self, id: &str) -> Result<StoredStory, ServiceError> {
         self.store.story(id)?.ok_or_else(|| ServiceError::NotFound {
             what: "story",
@@ -417,16 +380,6 @@ fn content_hash(model_id: &str, s: &Story) -> String {
     format!("{:x}", h.finalize())
 }
 
-/// The text of a window, cut to a readable length on a character boundary.
-fn snippet(text: &str, start: usize, end: usize) -> String {
-    let window = text.get(start..end.min(text.len())).unwrap_or(text).trim();
-    let mut out: String = window.chars().take(SNIPPET_CHARS).collect();
-    if window.chars().nth(SNIPPET_CHARS).is_some() {
-        out.push('…');
-    }
-    out
-}
-
 fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     let meta = std::fs::metadata(path)?;
     if meta.is_file() {
@@ -454,18 +407,4 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 /// Seconds since the Unix epoch of an optional time (for sorting; undated sorts first).
 pub fn timestamp(t: Option<OffsetDateTime>) -> i64 {
     t.map_or(i64::MIN, |t| t.unix_timestamp())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn snippet_cuts_long_windows_on_a_character_boundary() {
-        let text = "英".repeat(400);
-        let s = snippet(&text, 0, text.len());
-        assert_eq!(s.chars().count(), SNIPPET_CHARS + 1);
-        assert!(s.ends_with('…'));
-        assert_eq!(snippet("short text", 0, 10), "short text");
-    }
 }

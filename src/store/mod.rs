@@ -146,6 +146,20 @@ CREATE TABLE IF NOT EXISTS windows (
 CREATE INDEX IF NOT EXISTS windows_by_story ON windows(story_id, idx);
 "#;
 
+/// The lexical index: FTS5 over each story's analysed terms ([`crate::lexical`]), keyed
+/// by the story's rowid. Written in the same transaction as the story; rebuilt from the
+/// stories when the analyzer version changes (or the table is new).
+fn lexical_schema() -> String {
+    format!(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS story_terms USING fts5(title, body, \
+         tokenize = \"unicode61 remove_diacritics 0 tokenchars '{}'\");",
+        crate::lexical::FTS5_TOKENCHARS
+    )
+}
+
+/// BM25 column weights: a term in the headline counts twice a term in the body.
+const BM25_WEIGHTS: &str = "2.0, 1.0";
+
 const DB_FILE: &str = "storydex.sqlite3";
 const INDEX_FILE: &str = "index.usearch";
 
@@ -161,7 +175,9 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(&lexical_schema())?;
         check_model(&mut conn, dir, model_id, dimension)?;
+        ensure_lexical_index(&mut conn)?;
         let catalog = load_catalog(&conn)?;
         let store = Self {
             dir: dir.to_owned(),
@@ -315,6 +331,7 @@ impl Store {
             let s = new.story;
             removed.extend(window_keys(&tx, &s.id)?);
             tx.execute("DELETE FROM windows WHERE story_id = ?1", [&s.id])?;
+            delete_terms(&tx, &s.id)?;
             tx.execute(
                 "INSERT INTO stories (id, digest_id, position, headline, author, url, published,
                      day, tags, display, text, content_hash)
@@ -340,6 +357,7 @@ impl Store {
                     new.hash,
                 ],
             )?;
+            insert_terms(&tx, &s.id, &s.headline, &s.text)?;
             for (i, w) in new.windows.iter().enumerate() {
                 tx.execute(
                     "INSERT INTO windows (story_id, idx, start, end, tokens, vector)
@@ -387,6 +405,7 @@ impl Store {
         for id in existing.iter().filter(|id| !keep.contains(id.as_str())) {
             removed.extend(window_keys(&tx, id)?);
             tx.execute("DELETE FROM windows WHERE story_id = ?1", [id])?;
+            delete_terms(&tx, id)?;
             tx.execute("DELETE FROM stories WHERE id = ?1", [id])?;
             deleted += 1;
         }
@@ -442,6 +461,35 @@ impl Store {
                 })
             })
             .collect())
+    }
+
+    /// Stories matching any term of `query`, best BM25 first, with their BM25 score
+    /// (higher is better) among those published in `range`.
+    pub fn search_lexical(
+        &self,
+        query: &str,
+        count: usize,
+        range: crate::domain::DateRange,
+        exclude_digest: Option<&str>,
+    ) -> Result<Vec<(String, f32)>, StoreError> {
+        let Some(expression) = crate::lexical::match_expression(query) else {
+            return Ok(Vec::new());
+        };
+        let (since, until) = range.days();
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT s.id, bm25(story_terms, {BM25_WEIGHTS}) AS rank
+             FROM story_terms JOIN stories s ON s.rowid = story_terms.rowid
+             WHERE story_terms MATCH ?1
+               AND (?2 IS NULL OR s.day >= ?2) AND (?3 IS NULL OR s.day <= ?3)
+               AND (?4 IS NULL OR s.digest_id != ?4)
+             ORDER BY rank LIMIT ?5"
+        ))?;
+        let rows = stmt.query_map(
+            params![expression, since, until, exclude_digest, count as i64],
+            |r| Ok((r.get::<_, String>(0)?, -r.get::<_, f64>(1)? as f32)),
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn story_count(&self) -> Result<usize, StoreError> {
@@ -678,6 +726,67 @@ fn check_model(
             Ok(())
         }
     }
+}
+
+/// Writes a story's terms; its row must exist (the terms take its rowid).
+fn insert_terms(conn: &Connection, id: &str, headline: &str, text: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO story_terms (rowid, title, body)
+         SELECT rowid, ?2, ?3 FROM stories WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        crate::lexical::index_text(headline),
+        crate::lexical::index_text(text)
+    ])?;
+    Ok(())
+}
+
+fn delete_terms(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "DELETE FROM story_terms WHERE rowid = (SELECT rowid FROM stories WHERE id = ?1)",
+    )?
+    .execute([id])?;
+    Ok(())
+}
+
+/// Rebuilds the lexical index from the stories when it was made by another analyzer
+/// version, or by a storydex that had none (one transaction: all or nothing).
+fn ensure_lexical_index(conn: &mut Connection) -> Result<(), StoreError> {
+    let current = crate::lexical::ANALYZER_VERSION.to_string();
+    let stored: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'lexical_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if stored.as_deref() == Some(current.as_str()) {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    tx.execute("DELETE FROM story_terms", [])?;
+    let stories: Vec<(String, String, String)> = {
+        let mut stmt = tx.prepare("SELECT id, headline, text FROM stories")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    if !stories.is_empty() {
+        tracing::info!(
+            stories = stories.len(),
+            "lexical index missing or from another analyzer; rebuilding it"
+        );
+    }
+    for (id, headline, text) in &stories {
+        insert_terms(&tx, id, headline, text)?;
+    }
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('lexical_version', ?1)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [&current],
+    )?;
+    tx.commit()?;
+    Ok(())
 }
 
 fn generation(conn: &Connection) -> Result<i64, StoreError> {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use storydex::domain::{DateRange, QueryText, TopK};
 use storydex::embed::Encoder;
-use storydex::service::{IngestReport, Service};
+use storydex::service::{IngestReport, SearchMode, Service};
 use storydex::store::{Store, StoredStory};
 use tempfile::TempDir;
 
@@ -196,7 +196,7 @@ fn atlas_store() -> (TempDir, Vec<(String, f32)>) {
 fn atlas_top(service: &Service) -> Vec<(String, f32)> {
     let query = QueryText::new("Boston Dynamics Atlas robot in car factories").unwrap();
     service
-        .search(&query, TopK::new(3).unwrap(), DateRange::ALL)
+        .search(&query, TopK::new(3).unwrap(), DateRange::ALL, SearchMode::Vector)
         .unwrap()
         .into_iter()
         .map(|h| (h.story.id, h.score))

@@ -14,7 +14,8 @@ use serde::Deserialize;
 use storydex::cli::{Common, ModelArgs};
 use storydex::domain::{DateRange, QueryText, TopK};
 use storydex::embed::{dot, Encoder};
-use storydex::service::{IngestReport, Service, StoryHit};
+use storydex::eval::{self, SearchScore, Split};
+use storydex::service::{IngestReport, SearchMode, Service, StoryHit, Tuning};
 use storydex::store::{day_of, Store};
 use tempfile::TempDir;
 
@@ -49,8 +50,8 @@ fn full_sample() -> &'static Corpus {
             .expect("temp dir");
         let store =
             Store::open(dir.path(), encoder.model_id(), encoder.dimension()).expect("open store");
-        let threshold = encoder.spec().thresholds.duplicate;
-        let service = Service::new(Arc::new(store), encoder, threshold);
+        let tuning = Tuning::from_spec(encoder.spec());
+        let service = Service::new(Arc::new(store), encoder, tuning);
         let started = std::time::Instant::now();
         let first_ingest = service
             .ingest_paths(&[sample_dir()], &AtomicBool::new(false), &mut |_| {})
@@ -99,6 +100,7 @@ fn search(service: &Service, query: &str, k: usize, range: DateRange) -> Vec<Sto
             &QueryText::new(query).unwrap(),
             TopK::new(k).unwrap(),
             range,
+            SearchMode::Hybrid,
         )
         .unwrap_or_else(|e| panic!("search {query:?}: {e}"))
 }
@@ -280,4 +282,74 @@ fn opening_a_store_with_another_model_names_both_models() {
     };
     assert!(err.contains(encoder.model_id()), "{err}");
     assert!(err.contains("example/other-e5@384"), "{err}");
+}
+
+fn eval_sets() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/eval")
+}
+
+fn held_out_search(mode: SearchMode) -> SearchScore {
+    let queries = eval::load_queries(&eval_sets().join("search.toml")).expect("search set");
+    let mut vectors = std::collections::HashMap::new();
+    eval::score_search(
+        &full_sample().service,
+        &queries,
+        Some(Split::Heldout),
+        mode,
+        &mut vectors,
+    )
+    .expect("evaluate")
+}
+
+/// The held-out half of the labelled queries (never used for tuning): hybrid search
+/// must rank as the done criteria ask, and beat vector search alone.
+#[test]
+fn hybrid_search_meets_the_quality_bar_on_held_out_queries() {
+    let hybrid = held_out_search(SearchMode::Hybrid);
+    let vector = held_out_search(SearchMode::Vector);
+    eprintln!(
+        "held out: hybrid MRR@10 {:.3} hit@10 {}/{}; vector MRR@10 {:.3}",
+        hybrid.mrr10, hybrid.hit10, hybrid.queries, vector.mrr10
+    );
+    assert!(hybrid.queries >= 40, "{} held-out queries", hybrid.queries);
+    assert!(
+        hybrid.mrr10 >= 0.92,
+        "hybrid MRR@10 {:.3} < 0.92; not first: {:#?}",
+        hybrid.mrr10,
+        hybrid.misses
+    );
+    assert!(
+        hybrid.hit10 + 1 >= hybrid.queries,
+        "hybrid hit@10 {}/{}: {:#?}",
+        hybrid.hit10,
+        hybrid.queries,
+        hybrid.misses
+    );
+    assert!(hybrid.mrr10 >= vector.mrr10, "hybrid below vector alone");
+}
+
+/// English source posts against the Chinese archive, held-out half: covered events are
+/// found with the right story first, and different events on the same topics are not
+/// reported as covered (at most one false alarm in ten).
+#[test]
+fn english_posts_find_their_chinese_coverage_on_held_out_items() {
+    let posts = eval::load_posts(&eval_sets().join("check_en.toml")).expect("check set");
+    let score = eval::score_check(&full_sample().service, &posts, Some(Split::Heldout))
+        .expect("evaluate");
+    eprintln!("{score:#?}");
+    assert!(score.covered >= 17 && score.different >= 11, "{score:?}");
+    assert!(
+        score.found_first * 100 >= score.covered * 88,
+        "found {}/{} covered events first: {:#?}",
+        score.found_first,
+        score.covered,
+        score.misses
+    );
+    assert!(
+        score.false_alarms * 10 <= score.different,
+        "{} false alarms in {}: {:#?}",
+        score.false_alarms,
+        score.different,
+        score.misses
+    );
 }

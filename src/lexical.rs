@@ -1,0 +1,221 @@
+//! Terms for the lexical (full-text) index: how a story or a query becomes words.
+//!
+//! Owns: text analysis only. Chinese, Japanese and Korean runs become overlapping
+//! character bigrams (the CJK analyzer of Lucene and Elasticsearch; no dictionary to
+//! ship, and a name the segmenter has never seen is still found). Latin runs become
+//! lower-cased words in which names with digits and hyphens stay whole (`gpt-5`,
+//! `hf-mem`, `qwen2.5-vl`), and their parts are indexed too, so `GPT 5` still finds
+//! `GPT-5` while `GPT-5` does not match every story that says "GPT" and "5" apart.
+//! Must not: touch SQLite; the store feeds these terms to FTS5 and ranks with BM25.
+//!
+//! The terms are written to FTS5 separated by spaces; its `unicode61` tokenizer with
+//! [`FTS5_TOKENCHARS`] keeps each term whole (CJK characters are letters to it).
+
+/// Bumped whenever the analysis changes, so stores rebuild their lexical index.
+pub const ANALYZER_VERSION: u32 = 1;
+
+/// The characters, besides letters and digits, that a term may contain; FTS5 is told to
+/// treat them as part of a token.
+pub const FTS5_TOKENCHARS: &str = "-._";
+
+/// Characters that join the parts of one name: `gpt-5`, `node.js`, `qwen2.5`, `hf_mem`.
+fn is_joiner(c: char) -> bool {
+    matches!(c, '-' | '.' | '_')
+}
+
+/// Han ideographs, kana and hangul: scripts written without spaces between words.
+pub fn is_cjk(c: char) -> bool {
+    matches!(c as u32,
+        0x3040..=0x30FF      // hiragana, katakana
+        | 0x3400..=0x4DBF    // CJK extension A
+        | 0x4E00..=0x9FFF    // CJK unified ideographs
+        | 0xAC00..=0xD7AF    // hangul syllables
+        | 0xF900..=0xFAFF    // CJK compatibility ideographs
+        | 0x20000..=0x2FA1F) // extensions B..F, compatibility supplement
+}
+
+/// Full-width ASCII (`ＧＰＴ－５`) as plain ASCII, then lower case.
+fn fold(c: char) -> impl Iterator<Item = char> {
+    let c = match c as u32 {
+        0xFF01..=0xFF5E => char::from_u32(c as u32 - 0xFF01 + 0x21).unwrap_or(c),
+        0x3000 => ' ',
+        _ => c,
+    };
+    c.to_lowercase()
+}
+
+/// `zh` when at least a fifth of a text's letters are CJK, else `en`.
+pub fn language(text: &str) -> &'static str {
+    let (mut cjk, mut letters) = (0usize, 0usize);
+    for c in text.chars().filter(|c| c.is_alphabetic()) {
+        letters += 1;
+        cjk += usize::from(is_cjk(c));
+    }
+    if letters > 0 && cjk * 5 >= letters {
+        "zh"
+    } else {
+        "en"
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Class {
+    Cjk,
+    Word,
+    Joiner,
+    Other,
+}
+
+fn class(c: char) -> Class {
+    if is_cjk(c) {
+        Class::Cjk
+    } else if c.is_alphanumeric() {
+        Class::Word
+    } else if is_joiner(c) {
+        Class::Joiner
+    } else {
+        Class::Other
+    }
+}
+
+/// Whole terms in text order, as a query uses them: CJK bigrams and whole names.
+pub fn query_terms(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    analyze(text, &mut |term, whole| {
+        if whole {
+            out.push(term.to_owned());
+        }
+    });
+    out
+}
+
+/// Every term of a stored text: whole names and their parts, and CJK bigrams.
+pub fn index_terms(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    analyze(text, &mut |term, _| out.push(term.to_owned()));
+    out
+}
+
+/// Space-separated [`index_terms`], the form FTS5 stores.
+pub fn index_text(text: &str) -> String {
+    index_terms(text).join(" ")
+}
+
+/// Calls `emit(term, whole)` for each term; `whole` is false for the parts of a joined
+/// name, which are indexed but never asked for on their own.
+fn analyze(text: &str, emit: &mut dyn FnMut(&str, bool)) {
+    let folded: Vec<char> = text.chars().flat_map(fold).collect();
+    let mut i = 0;
+    while i < folded.len() {
+        match class(folded[i]) {
+            Class::Cjk => {
+                let start = i;
+                while i < folded.len() && class(folded[i]) == Class::Cjk {
+                    i += 1;
+                }
+                cjk_bigrams(&folded[start..i], emit);
+            }
+            Class::Word => {
+                let start = i;
+                // A joiner belongs to the word only between two word characters.
+                while i < folded.len() {
+                    match class(folded[i]) {
+                        Class::Word => i += 1,
+                        Class::Joiner
+                            if folded.get(i + 1).is_some_and(|&c| class(c) == Class::Word) =>
+                        {
+                            i += 1
+                        }
+                        _ => break,
+                    }
+                }
+                word(&folded[start..i], emit);
+            }
+            Class::Joiner | Class::Other => i += 1,
+        }
+    }
+}
+
+fn cjk_bigrams(run: &[char], emit: &mut dyn FnMut(&str, bool)) {
+    let mut buf = String::new();
+    if run.len() == 1 {
+        buf.push(run[0]);
+        emit(&buf, true);
+        return;
+    }
+    for pair in run.windows(2) {
+        buf.clear();
+        buf.extend(pair);
+        emit(&buf, true);
+    }
+}
+
+fn word(chars: &[char], emit: &mut dyn FnMut(&str, bool)) {
+    let whole: String = chars.iter().collect();
+    emit(&whole, true);
+    if chars.iter().any(|&c| is_joiner(c)) {
+        // Parts split at hyphens and underscores; a dot between digits is a version
+        // number (`2.5`) and stays.
+        for part in whole.split(['-', '_']).filter(|p| !p.is_empty()) {
+            if part != whole {
+                emit(part, false);
+            }
+        }
+    }
+}
+
+/// An FTS5 `MATCH` expression asking for any of the query's terms (BM25 ranks the
+/// stories that have more, and rarer, of them first). `None` when the query has no term.
+pub fn match_expression(query: &str) -> Option<String> {
+    let mut terms = query_terms(query);
+    terms.sort();
+    terms.dedup();
+    if terms.is_empty() {
+        return None;
+    }
+    // Terms hold only letters, digits and joiners, never a double quote; quoting keeps
+    // FTS5 from reading `-` or a keyword like `or` as syntax.
+    Some(
+        terms
+            .iter()
+            .map(|t| format!("\"{t}\""))
+            .collect::<Vec<_>>()
+            .join(" OR "),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chinese_becomes_overlapping_bigrams() {
+        assert_eq!(query_terms("人形机器人"), ["人形", "形机", "机器", "器人"]);
+        assert_eq!(query_terms("的"), ["的"]);
+    }
+
+    #[test]
+    fn names_with_digits_and_hyphens_stay_whole_and_their_parts_are_indexed() {
+        assert_eq!(query_terms("Hugging Face的`hf-mem`工具"), [
+            "hugging", "face", "的", "hf-mem", "工具"
+        ]);
+        assert_eq!(index_terms("GPT-5 and Qwen2.5-VL"), [
+            "gpt-5", "gpt", "5", "and", "qwen2.5-vl", "qwen2.5", "vl"
+        ]);
+    }
+
+    #[test]
+    fn trailing_punctuation_and_full_width_letters_are_normalised() {
+        assert_eq!(query_terms("Atlas. (Ｇｅｍｉｎｉ－３)…"), ["atlas", "gemini-3"]);
+        assert_eq!(query_terms("50公斤、56个自由度"), ["50", "公斤", "56", "个自", "自由", "由度"]);
+    }
+
+    #[test]
+    fn match_expressions_quote_every_term_and_skip_empty_queries() {
+        assert_eq!(
+            match_expression("OR hf-mem NOT").as_deref(),
+            Some("\"hf-mem\" OR \"not\" OR \"or\"")
+        );
+        assert_eq!(match_expression("  …！？ "), None);
+    }
+}

@@ -1,0 +1,460 @@
+//! Search and similar stories: vector, lexical and hybrid rankings of stories.
+//!
+//! Owns: turning window hits into story hits (a story's score is its head window's, or
+//! a deeper window's less a penalty, so long episodes do not win by having many
+//! windows), fusing the vector and BM25 rankings, and choosing the snippet. Must not:
+//! embed (callers pass the query vector, so the HTTP layer can embed on its queue).
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+use super::{Service, ServiceError, SNIPPET_CHARS};
+use crate::domain::{DateRange, Invalid, QueryText, TopK};
+use crate::store::{StoredStory, WindowHit, WindowMeta};
+
+/// Which ranking a search uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SearchMode {
+    /// Cosine similarity of the query vector to the stories' windows.
+    Vector,
+    /// BM25 over the stories' terms (names and numbers found exactly).
+    Lexical,
+    /// Both, fused by reciprocal rank (the default).
+    #[default]
+    Hybrid,
+}
+
+impl SearchMode {
+    pub const NAMES: &'static str = "vector, lexical or hybrid";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SearchMode::Vector => "vector",
+            SearchMode::Lexical => "lexical",
+            SearchMode::Hybrid => "hybrid",
+        }
+    }
+
+    /// Whether the mode needs the query embedded.
+    pub fn needs_vector(self) -> bool {
+        self != SearchMode::Lexical
+    }
+}
+
+impl FromStr for SearchMode {
+    type Err = Invalid;
+
+    fn from_str(s: &str) -> Result<Self, Invalid> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "vector" => Ok(SearchMode::Vector),
+            "lexical" => Ok(SearchMode::Lexical),
+            "hybrid" | "" => Ok(SearchMode::Hybrid),
+            other => Err(Invalid::new(
+                "invalid_mode",
+                format!("mode must be {}, got {other:?}", Self::NAMES),
+            )),
+        }
+    }
+}
+
+/// The knobs of the ranking, tuned with `storydex eval` on the tuning half of the
+/// labelled queries (`data/eval/search.toml`); the held-out half is only reported.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ranking {
+    /// Subtracted from the cosine of every window but a story's first: the first window
+    /// holds the headline and the lede, and a 40-window episode should not outrank a
+    /// news item just because one of its many windows came close.
+    pub deep_window_penalty: f32,
+    /// Reciprocal-rank-fusion constant: larger flattens the difference between ranks.
+    pub rrf_k: f32,
+    /// Weight of the lexical ranking against the vector ranking's 1.0.
+    pub lexical_weight: f32,
+    /// Stories taken from each ranking before fusing.
+    pub candidates: usize,
+}
+
+impl Default for Ranking {
+    fn default() -> Self {
+        Self {
+            deep_window_penalty: 0.02,
+            rrf_k: 60.0,
+            lexical_weight: 1.0,
+            candidates: 50,
+        }
+    }
+}
+
+/// One story in a result list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoryHit {
+    pub story: StoredStory,
+    /// The ranking score of the mode used: cosine (vector), BM25 (lexical), or the fused
+    /// score scaled so that 1.0 is first in both rankings (hybrid).
+    pub score: f32,
+    /// Cosine similarity of the best-matching window (absent in lexical mode).
+    pub cosine: Option<f32>,
+    /// BM25 of the story's terms, when it matched any query term.
+    pub bm25: Option<f32>,
+    /// The best-matching passage of the story.
+    pub snippet: String,
+}
+
+/// A story's best window for a query, after the deep-window penalty.
+struct Ranked {
+    hit: WindowHit,
+    /// Cosine with the penalty applied: what the vector ranking sorts by.
+    adjusted: f32,
+}
+
+impl Service {
+    /// Stories for a free-text query (Chinese or English), embedding it here.
+    pub fn search(
+        &self,
+        query: &QueryText,
+        k: TopK,
+        range: DateRange,
+        mode: SearchMode,
+    ) -> Result<Vec<StoryHit>, ServiceError> {
+        let vector = if mode.needs_vector() {
+            Some(self.encoder.embed_query(query.as_str())?)
+        } else {
+            None
+        };
+        self.search_with(query, vector.as_deref(), k, range, mode)
+    }
+
+    /// Stories for a query whose vector the caller already computed (`None` only in
+    /// lexical mode).
+    pub fn search_with(
+        &self,
+        query: &QueryText,
+        vector: Option<&[f32]>,
+        k: TopK,
+        range: DateRange,
+        mode: SearchMode,
+    ) -> Result<Vec<StoryHit>, ServiceError> {
+        let vector_needed = || {
+            ServiceError::Invalid(Invalid::new(
+                "invalid_mode",
+                format!("{} search needs the query's vector", mode.as_str()),
+            ))
+        };
+        match mode {
+            SearchMode::Vector => {
+                let vector = vector.ok_or_else(vector_needed)?;
+                let ranked = self.ranked_windows(&[vector.to_vec()], k.get(), |m| {
+                    range.contains_day(m.day)
+                })?;
+                let hits = ranked
+                    .into_iter()
+                    .map(|r| (r.hit.meta.story_id.clone(), r.adjusted, Some(r.hit), None))
+                    .collect();
+                self.hydrate(hits, Some(query.as_str()), None)
+            }
+            SearchMode::Lexical => {
+                let found = self
+                    .store
+                    .search_lexical(query.as_str(), k.get(), range, None)?;
+                let hits = found
+                    .into_iter()
+                    .map(|(id, bm25)| (id, bm25, None, Some(bm25)))
+                    .collect();
+                self.hydrate(hits, Some(query.as_str()), None)
+            }
+            SearchMode::Hybrid => {
+                let vector = vector.ok_or_else(vector_needed)?;
+                self.hybrid(query, vector, k, range)
+            }
+        }
+    }
+
+    fn hybrid(
+        &self,
+        query: &QueryText,
+        vector: &[f32],
+        k: TopK,
+        range: DateRange,
+    ) -> Result<Vec<StoryHit>, ServiceError> {
+        let r = self.ranking;
+        let want = r.candidates.max(k.get());
+        let by_vector = self.ranked_windows(&[vector.to_vec()], want, |m| {
+            range.contains_day(m.day)
+        })?;
+        let by_terms = self
+            .store
+            .search_lexical(query.as_str(), want, range, None)?;
+        struct Fused {
+            score: f32,
+            window: Option<WindowHit>,
+            bm25: Option<f32>,
+        }
+        let mut fused: HashMap<String, Fused> = HashMap::new();
+        for (rank, ranked) in by_vector.into_iter().enumerate() {
+            fused.insert(
+                ranked.hit.meta.story_id.clone(),
+                Fused {
+                    score: 1.0 / (r.rrf_k + rank as f32 + 1.0),
+                    window: Some(ranked.hit),
+                    bm25: None,
+                },
+            );
+        }
+        for (rank, (id, bm25)) in by_terms.into_iter().enumerate() {
+            let part = r.lexical_weight / (r.rrf_k + rank as f32 + 1.0);
+            let entry = fused.entry(id).or_insert(Fused {
+                score: 0.0,
+                window: None,
+                bm25: None,
+            });
+            entry.score += part;
+            entry.bm25 = Some(bm25);
+        }
+        let best = (1.0 + r.lexical_weight) / (r.rrf_k + 1.0);
+        let mut ranked: Vec<(String, Fused)> = fused.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.score.total_cmp(&a.1.score).then_with(|| a.0.cmp(&b.0)));
+        ranked.truncate(k.get());
+        let hits = ranked
+            .into_iter()
+            .map(|(id, f)| (id, f.score / best, f.window, f.bm25))
+            .collect();
+        self.hydrate(hits, Some(query.as_str()), Some(vector))
+    }
+
+    /// Stories similar to a stored one, from its stored vectors (no model call).
+    pub fn similar(
+        &self,
+        id: &str,
+        k: TopK,
+        range: DateRange,
+        other_digests_only: bool,
+    ) -> Result<Vec<StoryHit>, ServiceError> {
+        let windows = self.store.story_windows(id)?;
+        let Some((first, _)) = windows.first() else {
+            return Err(ServiceError::NotFound {
+                what: "story",
+                id: id.to_owned(),
+            });
+        };
+        let digest_id = first.digest_id.clone();
+        let queries: Vec<Vec<f32>> = windows.into_iter().map(|(_, v)| v).collect();
+        let ranked = self.ranked_windows(&queries, k.get(), |m| {
+            m.story_id != id
+                && (!other_digests_only || m.digest_id != digest_id)
+                && range.contains_day(m.day)
+        })?;
+        let hits = ranked
+            .into_iter()
+            .map(|r| (r.hit.meta.story_id.clone(), r.adjusted, Some(r.hit), None))
+            .collect();
+        self.hydrate(hits, None, None)
+    }
+
+    /// Window hits for `queries` as one best window per story, at most `k` stories,
+    /// best first by the penalised cosine.
+    ///
+    /// The index is asked for more windows than `k`; if grouping by story leaves fewer
+    /// than `k` stories the request is widened until the index has nothing more to give.
+    pub(super) fn best_windows(
+        &self,
+        queries: &[Vec<f32>],
+        k: usize,
+        keep: impl Fn(&WindowMeta) -> bool,
+    ) -> Result<Vec<WindowHit>, ServiceError> {
+        Ok(self
+            .ranked_windows(queries, k, keep)?
+            .into_iter()
+            .map(|r| r.hit)
+            .collect())
+    }
+
+    fn ranked_windows(
+        &self,
+        queries: &[Vec<f32>],
+        k: usize,
+        keep: impl Fn(&WindowMeta) -> bool,
+    ) -> Result<Vec<Ranked>, ServiceError> {
+        let penalty = self.ranking.deep_window_penalty;
+        let total = self.store.window_count();
+        let mut want = (k * 4 + 16).min(total.max(1));
+        loop {
+            let mut best: HashMap<String, Ranked> = HashMap::new();
+            for q in queries {
+                for hit in self.store.search_windows(q, want, &keep)? {
+                    let adjusted = if hit.meta.start == 0 {
+                        hit.score
+                    } else {
+                        hit.score - penalty
+                    };
+                    match best.get(&hit.meta.story_id) {
+                        Some(b) if b.adjusted >= adjusted => {}
+                        _ => {
+                            best.insert(hit.meta.story_id.clone(), Ranked { hit, adjusted });
+                        }
+                    }
+                }
+            }
+            if best.len() >= k || want >= total {
+                let mut ranked: Vec<Ranked> = best.into_values().collect();
+                ranked.sort_by(|a, b| {
+                    b.adjusted
+                        .total_cmp(&a.adjusted)
+                        .then_with(|| a.hit.meta.story_id.cmp(&b.hit.meta.story_id))
+                });
+                ranked.truncate(k);
+                return Ok(ranked);
+            }
+            want = (want * 4).min(total);
+        }
+    }
+
+    /// Stored stories for ranked ids, with their snippets. A story without a window hit
+    /// (found only by its terms) gets its best window against `vector` when there is
+    /// one, else its first.
+    fn hydrate(
+        &self,
+        hits: Vec<(String, f32, Option<WindowHit>, Option<f32>)>,
+        query: Option<&str>,
+        vector: Option<&[f32]>,
+    ) -> Result<Vec<StoryHit>, ServiceError> {
+        let ids: Vec<&str> = hits.iter().map(|h| h.0.as_str()).collect();
+        let stories = self.store.stories(&ids)?;
+        let mut by_id: HashMap<String, StoredStory> =
+            stories.into_iter().map(|s| (s.id.clone(), s)).collect();
+        let mut out = Vec::with_capacity(hits.len());
+        for (id, score, window, bm25) in hits {
+            let Some(story) = by_id.remove(&id) else {
+                continue;
+            };
+            let (span, cosine) = match window {
+                Some(w) => (Some((w.meta.start, w.meta.end)), Some(w.score)),
+                None => match vector {
+                    Some(v) => {
+                        let best = self
+                            .store
+                            .story_windows(&id)?
+                            .into_iter()
+                            .map(|(m, w)| ((m.start, m.end), crate::embed::dot(v, &w)))
+                            .max_by(|a, b| a.1.total_cmp(&b.1));
+                        (best.map(|b| b.0), best.map(|b| b.1))
+                    }
+                    None => (None, None),
+                },
+            };
+            let (start, end) = span.unwrap_or((0, story.text.len()));
+            let snippet = snippet(&story.text, start, end, query);
+            out.push(StoryHit {
+                story,
+                score,
+                cosine,
+                bm25,
+                snippet,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// A readable passage of `text[start..end]`: where the query's terms are densest when
+/// there is a query, else the start; cut on character boundaries.
+pub(crate) fn snippet(text: &str, start: usize, end: usize, query: Option<&str>) -> String {
+    let window = text.get(start..end.min(text.len())).unwrap_or(text).trim();
+    let chars: Vec<char> = window.chars().collect();
+    let from = query.map_or(0, |q| densest_start(&chars, q));
+    let mut out = String::new();
+    if from > 0 {
+        out.push('…');
+    }
+    out.extend(chars[from..].iter().take(SNIPPET_CHARS));
+    if chars.len() > from + SNIPPET_CHARS {
+        out.push('…');
+    }
+    out
+}
+
+/// The character offset to start a snippet at so it shows the most distinct query
+/// terms, moved back to the start of its sentence when that is near.
+fn densest_start(chars: &[char], query: &str) -> usize {
+    let lower: Vec<char> = chars.iter().flat_map(|c| c.to_lowercase()).collect();
+    if lower.len() != chars.len() || chars.len() <= SNIPPET_CHARS {
+        return 0;
+    }
+    let terms: Vec<Vec<char>> = crate::lexical::query_terms(query)
+        .into_iter()
+        .map(|t| t.chars().collect())
+        .collect();
+    // (position, term) of every occurrence.
+    let mut hits: Vec<(usize, usize)> = Vec::new();
+    for (t, term) in terms.iter().enumerate() {
+        if term.is_empty() {
+            continue;
+        }
+        for i in 0..=lower.len().saturating_sub(term.len()) {
+            if lower[i..i + term.len()] == term[..] {
+                hits.push((i, t));
+            }
+        }
+    }
+    hits.sort_unstable();
+    let span = SNIPPET_CHARS * 3 / 4;
+    let mut best = (0usize, 0usize);
+    for (i, &(pos, _)) in hits.iter().enumerate() {
+        let mut seen: Vec<usize> = hits[i..]
+            .iter()
+            .take_while(|(p, _)| *p < pos + span)
+            .map(|&(_, t)| t)
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        if seen.len() > best.0 {
+            best = (seen.len(), pos);
+        }
+    }
+    if best.0 == 0 {
+        return 0;
+    }
+    // Back to a sentence start within 60 characters, else 20 characters of context.
+    let pos = best.1;
+    let floor = pos.saturating_sub(60);
+    (floor..pos)
+        .rev()
+        .find(|&i| matches!(chars[i], '。' | '！' | '？' | '\n' | '.' | '!' | '?'))
+        .map_or(pos.saturating_sub(20), |i| i + 1)
+        .min(chars.len().saturating_sub(SNIPPET_CHARS))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse_by_name_and_unknown_ones_say_what_is_allowed() {
+        assert_eq!("Vector".parse::<SearchMode>().unwrap(), SearchMode::Vector);
+        assert_eq!("".parse::<SearchMode>().unwrap(), SearchMode::Hybrid);
+        let err = "fuzzy".parse::<SearchMode>().unwrap_err();
+        assert_eq!(err.code, "invalid_mode");
+        assert!(err.message.contains("vector, lexical or hybrid"));
+    }
+
+    #[test]
+    fn snippets_cut_long_windows_on_a_character_boundary() {
+        let text = "英".repeat(400);
+        let s = snippet(&text, 0, text.len(), None);
+        assert_eq!(s.chars().count(), SNIPPET_CHARS + 1);
+        assert!(s.ends_with('…'));
+        assert_eq!(snippet("short text", 0, 10, Some("text")), "short text");
+    }
+
+    #[test]
+    fn snippets_show_where_the_query_terms_are() {
+        let text = format!(
+            "{}。Atlas机器人最大搬运能力达50公斤，具备56个自由度。{}",
+            "无关内容".repeat(100),
+            "其他".repeat(100)
+        );
+        let s = snippet(&text, 0, text.len(), Some("Atlas 50公斤"));
+        assert!(s.starts_with("…Atlas机器人"), "{s}");
+    }
+}
