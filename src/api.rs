@@ -369,6 +369,9 @@ pub struct MatchReasonView {
     pub languages: String,
     /// The threshold of that language pair, which `score` reached.
     pub threshold: f32,
+    /// Across languages: the share of the checked text's names and numbers (weighted by
+    /// rarity) that the stored story also has; it adds to `score`. Null otherwise.
+    pub term_overlap: Option<f32>,
     /// The same in one sentence.
     pub summary: String,
 }
@@ -389,6 +392,7 @@ impl From<Coverage> for CoverageView {
                 days_apart: c.reason.days_apart,
                 languages: c.reason.languages,
                 threshold: c.reason.threshold,
+                term_overlap: c.reason.term_overlap,
                 summary,
             },
         }

@@ -125,6 +125,10 @@ pub enum Command {
         /// Every miss, and the held-out score distributions too.
         #[arg(long)]
         verbose: bool,
+        /// Write each English post's top candidates with their signals (JSON lines) to
+        /// this file, for fitting coverage rules.
+        #[arg(long)]
+        dump_check: Option<PathBuf>,
     },
     /// Inspect or obtain the embedding model.
     Model {
@@ -329,12 +333,23 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             sets,
             sweep,
             verbose,
+            dump_check,
         } => {
             let service = common.open()?;
             let cancel = AtomicBool::new(false);
             let report = service.ingest_paths(&[corpus], &cancel, &mut |_| {})?;
             if !report.failed.is_empty() {
                 anyhow::bail!("the corpus did not parse: {:?}", report.failed);
+            }
+            if let Some(path) = dump_check {
+                let posts = crate::eval::load_posts(&sets.join("check_en.toml"))?;
+                let mut out = String::new();
+                for c in crate::eval::candidate_signals(&service, &posts)? {
+                    out.push_str(&serde_json::to_string(&c)?);
+                    out.push('\n');
+                }
+                std::fs::write(&path, out)?;
+                return Ok(());
             }
             print!("{}", crate::eval::report(&service, &sets, sweep, verbose)?);
             Ok(())

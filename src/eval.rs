@@ -145,10 +145,13 @@ pub fn score_search(
 ) -> Result<SearchScore, EvalError> {
     let mut score = SearchScore::default();
     let mut kinds: HashMap<String, (usize, f64)> = HashMap::new();
-    for q in queries.iter().filter(|q| split.is_none_or(|s| q.split == s)) {
+    for q in queries
+        .iter()
+        .filter(|q| split.is_none_or(|s| q.split == s))
+    {
         let text = QueryText::new(&q.text).map_err(ServiceError::from)?;
-        let range = DateRange::parse(q.since.as_deref(), q.until.as_deref())
-            .map_err(ServiceError::from)?;
+        let range =
+            DateRange::parse(q.since.as_deref(), q.until.as_deref()).map_err(ServiceError::from)?;
         let vector = if mode.needs_vector() {
             if !vectors.contains_key(&q.text) {
                 let v = service
@@ -312,7 +315,10 @@ pub fn score_distributions(
     repeats: &[(&str, &str)],
 ) -> Result<String, EvalError> {
     let params = Params::with_threshold(service.duplicate_threshold());
-    let stored = service.store().story_vectors().map_err(ServiceError::from)?;
+    let stored = service
+        .store()
+        .story_vectors()
+        .map_err(ServiceError::from)?;
     let stored_items: Vec<Item> = stored
         .iter()
         .map(|s| Item {
@@ -328,8 +334,8 @@ pub fn score_distributions(
         .collect();
     let mut post_items: Vec<Item> = Vec::with_capacity(posts.len());
     for p in &posts {
-        let checked = crate::corpus::parse_str("post.md", &p.as_digest())
-            .map_err(ServiceError::from)?;
+        let checked =
+            crate::corpus::parse_str("post.md", &p.as_digest()).map_err(ServiceError::from)?;
         let story = &checked.stories[0];
         let windows = service
             .encoder()
@@ -342,7 +348,8 @@ pub fn score_distributions(
             vector: mean_unit_vector(windows[0].iter().map(|w| w.vector.as_slice())),
         });
     }
-    let score = |a: &Item, b: &Item| pair_score(a, b, crate::cluster::dot(&a.vector, &b.vector), &params);
+    let score =
+        |a: &Item, b: &Item| pair_score(a, b, crate::cluster::dot(&a.vector, &b.vector), &params);
     let mut out = String::new();
 
     // en-zh
@@ -364,7 +371,11 @@ pub fn score_distributions(
     let _ = writeln!(out, "  en-zh best different  {}", quantiles(best_other));
 
     // en-en
-    let index: HashMap<&str, usize> = posts.iter().enumerate().map(|(i, p)| (p.id.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = posts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.id.as_str(), i))
+        .collect();
     let event = |i: usize| -> &str {
         posts[i]
             .variant_of
@@ -381,7 +392,10 @@ pub fn score_distributions(
             }
             let v = score(&post_items[i], &post_items[j]);
             let covers_same = !posts[i].covered_by.is_empty()
-                && posts[i].covered_by.iter().any(|c| posts[j].covered_by.contains(c));
+                && posts[i]
+                    .covered_by
+                    .iter()
+                    .any(|c| posts[j].covered_by.contains(c));
             if event(i) == event(j) {
                 if i < j {
                     same.push(v);
@@ -398,7 +412,11 @@ pub fn score_distributions(
     let _ = writeln!(out, "  en-en best different  {}", quantiles(best_other));
 
     // zh-zh
-    let pos: HashMap<&str, usize> = stored.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+    let pos: HashMap<&str, usize> = stored
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
     let truth: HashSet<(usize, usize)> = repeats
         .iter()
         .filter_map(|(a, b)| Some((*pos.get(a)?, *pos.get(b)?)))
@@ -425,7 +443,11 @@ pub fn score_distributions(
         }
     }
     let _ = writeln!(out, "  zh-zh same event      {}", quantiles(same));
-    let _ = writeln!(out, "  zh-zh best different  {} (digest items)", quantiles(best_other));
+    let _ = writeln!(
+        out,
+        "  zh-zh best different  {} (digest items)",
+        quantiles(best_other)
+    );
     Ok(out)
 }
 
@@ -458,7 +480,17 @@ pub fn sweep_variants(base: Ranking) -> Vec<(String, Ranking)> {
             },
         ));
     }
-    for rrf_k in [10.0, 30.0, 60.0, 100.0] {
+    for weight in [0.05, 0.1, 0.15, 0.2, 0.3] {
+        out.push((
+            format!("linear fusion, lexical weight {weight}"),
+            Ranking {
+                fusion: crate::service::Fusion::Linear,
+                linear_lexical_weight: weight,
+                ..base
+            },
+        ));
+    }
+    for rrf_k in [10.0, 20.0, 30.0, 60.0] {
         for lexical_weight in [0.3, 0.5, 0.7, 1.0] {
             out.push((
                 format!("rrf_k={rrf_k} lexical_weight={lexical_weight}"),
@@ -511,7 +543,11 @@ pub fn report(
         };
         let rows: [(&str, Ranking, SearchMode); 5] = [
             ("v1: vector, max over windows", v1, SearchMode::Vector),
-            ("baseline: vector, first window only", baseline, SearchMode::Vector),
+            (
+                "baseline: vector, first window only",
+                baseline,
+                SearchMode::Vector,
+            ),
             ("vector", current, SearchMode::Vector),
             ("lexical (BM25)", current, SearchMode::Lexical),
             ("hybrid (default)", current, SearchMode::Hybrid),
@@ -559,7 +595,12 @@ pub fn report(
         .map(|(a, b)| (a.as_str(), b.as_str()))
         .collect();
     let _ = writeln!(out, "\npair scores by language pair (tune split)");
-    out.push_str(&score_distributions(service, &posts, Some(Split::Tune), &pairs)?);
+    out.push_str(&score_distributions(
+        service,
+        &posts,
+        Some(Split::Tune),
+        &pairs,
+    )?);
     if verbose {
         let _ = writeln!(out, "pair scores by language pair (heldout split)");
         out.push_str(&score_distributions(
@@ -570,14 +611,29 @@ pub fn report(
         )?);
     }
     if sweep {
-        let _ = writeln!(out, "\nranking variants, tune split only (hybrid unless named)");
+        let _ = writeln!(
+            out,
+            "\nranking variants, tune split only (hybrid unless named)"
+        );
         let _ = writeln!(out, "{header}");
         for (name, ranking) in sweep_variants(current) {
             let tuned = with_ranking(service, ranking);
-            let s = score_search(&tuned, &queries, Some(Split::Tune), SearchMode::Hybrid, &mut vectors)?;
+            let s = score_search(
+                &tuned,
+                &queries,
+                Some(Split::Tune),
+                SearchMode::Hybrid,
+                &mut vectors,
+            )?;
             let _ = writeln!(out, "{}", search_row(&name, &s));
             if name.starts_with("deep") {
-                let s = score_search(&tuned, &queries, Some(Split::Tune), SearchMode::Vector, &mut vectors)?;
+                let s = score_search(
+                    &tuned,
+                    &queries,
+                    Some(Split::Tune),
+                    SearchMode::Vector,
+                    &mut vectors,
+                )?;
                 let _ = writeln!(out, "{}", search_row(&format!("  vector {name}"), &s));
             }
         }
@@ -585,7 +641,11 @@ pub fn report(
         let mut f32_vectors = HashMap::new();
         for mode in [SearchMode::Vector, SearchMode::Hybrid] {
             let s = score_search(service, &queries, Some(Split::Tune), mode, &mut f32_vectors)?;
-            let _ = writeln!(out, "{}", search_row(&format!("f32 queries, {}", mode.as_str()), &s));
+            let _ = writeln!(
+                out,
+                "{}",
+                search_row(&format!("f32 queries, {}", mode.as_str()), &s)
+            );
         }
         crate::embed::set_int8_short_inputs(true);
     }
@@ -602,4 +662,116 @@ fn search_row(name: &str, s: &SearchScore) -> String {
 /// A view of `service` ranking with other knobs (same store, same encoder).
 fn with_ranking(service: &Service, ranking: Ranking) -> Service {
     service.clone_with_ranking(ranking)
+}
+
+/// One candidate of one post, with the signals a coverage rule could use (for fitting
+/// rules offline: `storydex eval --dump-check FILE` writes these as JSON lines).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CandidateSignals {
+    pub post: String,
+    pub split: &'static str,
+    pub kind: String,
+    pub story: String,
+    pub truth: bool,
+    pub score: f32,
+    pub cosine: f32,
+    pub head_cosine: f32,
+    pub vector_rank: usize,
+    pub lexical_rank: Option<usize>,
+    pub bm25: Option<f32>,
+    pub top_bm25: Option<f32>,
+    pub languages: String,
+    pub term_overlap: f32,
+}
+
+pub fn candidate_signals(
+    service: &Service,
+    posts: &[Post],
+) -> Result<Vec<CandidateSignals>, EvalError> {
+    let params = Params::with_threshold(service.duplicate_threshold());
+    let stored = service
+        .store()
+        .story_vectors()
+        .map_err(ServiceError::from)?;
+    let mut out = Vec::new();
+    for p in posts {
+        let parsed =
+            crate::corpus::parse_str("post.md", &p.as_digest()).map_err(ServiceError::from)?;
+        let story = &parsed.stories[0];
+        let windows = service
+            .encoder()
+            .embed_passages(&[story.text.as_str()])
+            .map_err(ServiceError::from)?;
+        let vector = mean_unit_vector(windows[0].iter().map(|w| w.vector.as_slice()));
+        let draft = Item {
+            digest: "post".into(),
+            time: story.published.map(|t| t.unix_timestamp()),
+            url: story.url.as_deref().map(canonical_url),
+            vector: vector.clone(),
+        };
+        let lexical = service
+            .store()
+            .search_lexical(&story.text, 50, DateRange::ALL, None)
+            .map_err(ServiceError::from)?;
+        let top_bm25 = lexical.first().map(|l| l.1);
+        let latin = crate::lexical::latin_terms(&story.text);
+        let (total, df) = service
+            .store()
+            .document_frequencies(&latin)
+            .map_err(ServiceError::from)?;
+        let mut scored: Vec<(usize, f32, f32)> = stored
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| match (s.published, story.published) {
+                (Some(o), Some(d)) => o <= d,
+                _ => true,
+            })
+            .map(|(i, s)| {
+                let item = Item {
+                    digest: s.digest_id.clone(),
+                    time: s.published.map(|t| t.unix_timestamp()),
+                    url: s.url.as_deref().map(canonical_url),
+                    vector: s.vector.clone(),
+                };
+                let cos = crate::cluster::dot(&vector, &s.vector);
+                (i, pair_score(&draft, &item, cos, &params), cos)
+            })
+            .collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        for (rank, (i, score, cosine)) in scored.into_iter().take(12).enumerate() {
+            let s = &stored[i];
+            let head = service
+                .store()
+                .story_windows(&s.id)
+                .map_err(ServiceError::from)?
+                .first()
+                .map_or(0.0, |(_, v)| crate::cluster::dot(&vector, v));
+            let lexical_rank = lexical.iter().position(|(id, _)| *id == s.id);
+            let text = service.story(&s.id)?.text;
+            let other_terms: HashSet<String> =
+                crate::lexical::index_terms(&text).into_iter().collect();
+            let term_overlap = crate::lexical::term_overlap(&latin, &other_terms, total, &df);
+            out.push(CandidateSignals {
+                post: p.id.clone(),
+                split: p.split.name(),
+                kind: p.kind.clone(),
+                story: s.id.clone(),
+                truth: p.covered_by.contains(&s.id),
+                score,
+                cosine,
+                head_cosine: head,
+                vector_rank: rank,
+                lexical_rank,
+                bm25: lexical_rank.map(|r| lexical[r].1),
+                top_bm25,
+                languages: format!(
+                    "{}-{}",
+                    crate::lexical::language(&story.text),
+                    crate::lexical::language(&text)
+                ),
+                term_overlap,
+            });
+        }
+    }
+    Ok(out)
 }

@@ -164,6 +164,56 @@ fn word(chars: &[char], emit: &mut dyn FnMut(&str, bool)) {
     }
 }
 
+/// English words too common to tell two stories apart.
+const STOPWORDS: &[&str] = &[
+    "a", "about", "after", "all", "also", "an", "and", "are", "as", "at", "be", "been", "before",
+    "being", "but", "by", "can", "for", "from", "has", "have", "her", "his", "how", "in", "into",
+    "is", "it", "its", "just", "more", "new", "not", "now", "of", "on", "one", "or", "our", "out",
+    "over", "said", "say", "says", "than", "that", "the", "their", "them", "they", "this", "to",
+    "was", "were", "what", "when", "which", "who", "why", "will", "with", "you", "your",
+];
+
+/// The distinct Latin-script terms of a text (names, numbers, words), without stop
+/// words: what an English post and a Chinese summary of the same event share.
+pub fn latin_terms(text: &str) -> Vec<String> {
+    let mut terms: Vec<String> = query_terms(text)
+        .into_iter()
+        .filter(|t| !t.chars().any(is_cjk) && !STOPWORDS.contains(&t.as_str()))
+        .collect();
+    terms.sort();
+    terms.dedup();
+    terms
+}
+
+/// The IDF-weighted share of `terms` that `other_terms` also has: 1.0 when the other text
+/// names every name and number of this one, 0.0 when it names none. Terms no stored
+/// story has (`df` 0) carry no weight: they cannot be evidence either way.
+pub fn term_overlap(
+    terms: &[String],
+    other_terms: &std::collections::HashSet<String>,
+    stories: usize,
+    df: &std::collections::HashMap<String, usize>,
+) -> f32 {
+    let idf = |t: &String| -> f32 {
+        let d = df.get(t).copied().unwrap_or(0);
+        if d == 0 {
+            0.0
+        } else {
+            ((stories as f32) / (1.0 + d as f32)).ln().max(0.0)
+        }
+    };
+    let total: f32 = terms.iter().map(idf).sum();
+    if total <= 0.0 {
+        return 0.0;
+    }
+    let shared: f32 = terms
+        .iter()
+        .filter(|t| other_terms.contains(*t))
+        .map(idf)
+        .sum();
+    shared / total
+}
+
 /// An FTS5 `MATCH` expression asking for any of the query's terms (BM25 ranks the
 /// stories that have more, and rarer, of them first). `None` when the query has no term.
 pub fn match_expression(query: &str) -> Option<String> {
@@ -196,18 +246,50 @@ mod tests {
 
     #[test]
     fn names_with_digits_and_hyphens_stay_whole_and_their_parts_are_indexed() {
-        assert_eq!(query_terms("Hugging Face的`hf-mem`工具"), [
-            "hugging", "face", "的", "hf-mem", "工具"
-        ]);
-        assert_eq!(index_terms("GPT-5 and Qwen2.5-VL"), [
-            "gpt-5", "gpt", "5", "and", "qwen2.5-vl", "qwen2.5", "vl"
-        ]);
+        assert_eq!(
+            query_terms("Hugging Face的`hf-mem`工具"),
+            ["hugging", "face", "的", "hf-mem", "工具"]
+        );
+        assert_eq!(
+            index_terms("GPT-5 and Qwen2.5-VL"),
+            ["gpt-5", "gpt", "5", "and", "qwen2.5-vl", "qwen2.5", "vl"]
+        );
     }
 
     #[test]
     fn trailing_punctuation_and_full_width_letters_are_normalised() {
-        assert_eq!(query_terms("Atlas. (Ｇｅｍｉｎｉ－３)…"), ["atlas", "gemini-3"]);
-        assert_eq!(query_terms("50公斤、56个自由度"), ["50", "公斤", "56", "个自", "自由", "由度"]);
+        assert_eq!(
+            query_terms("Atlas. (Ｇｅｍｉｎｉ－３)…"),
+            ["atlas", "gemini-3"]
+        );
+        assert_eq!(
+            query_terms("50公斤、56个自由度"),
+            ["50", "公斤", "56", "个自", "自由", "由度"]
+        );
+    }
+
+    #[test]
+    fn term_overlap_weighs_rare_shared_names_over_common_words() {
+        let terms = latin_terms("The new Atlas from Boston Dynamics lifts 50 kg");
+        assert_eq!(terms, ["50", "atlas", "boston", "dynamics", "kg", "lifts"]);
+        let df: std::collections::HashMap<String, usize> = [
+            ("50", 5),
+            ("atlas", 2),
+            ("boston", 2),
+            ("dynamics", 2),
+            ("kg", 10),
+            ("lifts", 0),
+        ]
+        .into_iter()
+        .map(|(t, d)| (t.to_owned(), d))
+        .collect();
+        let story: std::collections::HashSet<String> = index_terms("Boston Dynamics的Atlas机器人")
+            .into_iter()
+            .collect();
+        let overlap = term_overlap(&terms, &story, 100, &df);
+        assert!(overlap > 0.6 && overlap < 1.0, "{overlap}");
+        let none = term_overlap(&terms, &Default::default(), 100, &df);
+        assert_eq!(none, 0.0);
     }
 
     #[test]

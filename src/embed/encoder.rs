@@ -163,10 +163,11 @@ impl CandleEncoder {
         if body.is_empty() {
             return Err(EmbedError::EmptyText);
         }
-        let spans = window_spans(
+        let spans = passage_spans(
             body.len(),
             self.window_capacity(prefix.len()),
             self.spec.window_overlap,
+            self.spec.detail_windows,
         );
         let mut windows = Vec::with_capacity(spans.len());
         for (from, to) in spans {
@@ -181,6 +182,27 @@ impl CandleEncoder {
             });
         }
         Ok(windows)
+    }
+}
+
+/// The windows of a passage of `len` tokens: one when it fits in `capacity`; else a
+/// head window (the first `capacity` tokens: headline and lede, what a single-vector
+/// engine embeds) and then either full-size windows overlapping by `overlap`, or, when
+/// `detail` is set, short windows over the whole passage, so that one fact deep in a long
+/// episode is not averaged away among 500 tokens about other things.
+pub(crate) fn passage_spans(
+    len: usize,
+    capacity: usize,
+    overlap: usize,
+    detail: Option<super::DetailWindows>,
+) -> Vec<(usize, usize)> {
+    match detail {
+        Some(d) if len > capacity => {
+            let mut spans = vec![(0, capacity)];
+            spans.extend(window_spans(len, d.tokens.min(capacity), d.overlap));
+            spans
+        }
+        _ => window_spans(len, capacity, overlap),
     }
 }
 
@@ -273,6 +295,10 @@ impl Encoder for CandleEncoder {
     fn count_tokens(&self, text: &str) -> Result<usize, EmbedError> {
         Ok(self.tokenize(Role::Query, text)?.ids.len() + 2)
     }
+
+    fn passage_layout(&self) -> String {
+        self.spec.layout_key()
+    }
 }
 
 #[cfg(test)]
@@ -292,6 +318,33 @@ mod tests {
         for pair in spans.windows(2) {
             assert_eq!(pair[0].1 - pair[1].0, 64, "overlap between {pair:?}");
         }
+    }
+
+    #[test]
+    fn long_passages_get_a_head_window_and_short_detail_windows_over_everything() {
+        let detail = Some(crate::embed::DetailWindows {
+            tokens: 100,
+            overlap: 20,
+        });
+        assert_eq!(passage_spans(300, 500, 64, detail), vec![(0, 300)]);
+        assert_eq!(
+            passage_spans(600, 500, 64, detail),
+            vec![
+                (0, 500),
+                (0, 100),
+                (80, 180),
+                (160, 260),
+                (240, 340),
+                (320, 420),
+                (400, 500),
+                (480, 580),
+                (560, 600)
+            ]
+        );
+        assert_eq!(
+            passage_spans(600, 500, 64, None),
+            vec![(0, 500), (436, 600)]
+        );
     }
 
     #[test]

@@ -14,8 +14,8 @@ mod linear;
 mod spec;
 
 pub use encoder::CandleEncoder;
-pub use linear::set_int8_short_inputs;
 pub use files::{ModelFiles, ModelSource};
+pub use linear::set_int8_short_inputs;
 pub use spec::{ModelSpec, Thresholds};
 
 /// Whether a text is a search query or a stored passage (e5 embeds them with different prefixes).
@@ -23,6 +23,16 @@ pub use spec::{ModelSpec, Thresholds};
 pub enum Role {
     Query,
     Passage,
+}
+
+/// Short windows for long passages (see the manifest's `[detail_windows]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetailWindows {
+    /// Tokens per detail window (at most the model's limit).
+    pub tokens: usize,
+    /// Tokens shared by consecutive detail windows.
+    pub overlap: usize,
 }
 
 /// One window of a passage and its vector.
@@ -84,6 +94,11 @@ pub trait Encoder: Send + Sync {
     fn embed_passages(&self, texts: &[&str]) -> Result<Vec<Vec<Window>>, EmbedError>;
     /// Tokens the model would see for a query (for reporting throughput).
     fn count_tokens(&self, text: &str) -> Result<usize, EmbedError>;
+    /// How passages are cut into windows (and prefixed): part of each stored story's
+    /// content hash, so a change of layout re-embeds on the next ingest.
+    fn passage_layout(&self) -> String {
+        String::new()
+    }
 }
 
 /// Scale `v` to unit length in place (a zero vector stays zero).

@@ -25,6 +25,10 @@ pub struct ModelSpec {
     pub pad_token_id: u32,
     pub files: Vec<String>,
     pub window_overlap: usize,
+    /// When set, a passage longer than one window gets its head window and then short
+    /// windows over all of it, instead of full-size windows.
+    #[serde(default)]
+    pub detail_windows: Option<super::DetailWindows>,
     pub thresholds: Thresholds,
     /// Ranking knobs tuned for this model (defaults when the manifest has none).
     #[serde(default)]
@@ -44,6 +48,10 @@ pub struct Thresholds {
     /// The same for two English texts (default: `duplicate`).
     #[serde(default)]
     pub duplicate_en_en: Option<f32>,
+    /// Added to an English-Chinese pair score per unit of shared names and numbers
+    /// (IDF-weighted share of the English text's Latin terms found in the story).
+    #[serde(default)]
+    pub cross_language_term_weight: f32,
 }
 
 impl ModelSpec {
@@ -91,7 +99,27 @@ impl ModelSpec {
                 spec.window_overlap, spec.max_tokens
             )));
         }
+        if let Some(d) = spec.detail_windows {
+            if d.tokens < 16 || d.overlap * 2 >= d.tokens {
+                return Err(bad(format!(
+                    "detail_windows: overlap {} must be under half of tokens {} (at least 16)",
+                    d.overlap, d.tokens
+                )));
+            }
+        }
         Ok(spec)
+    }
+
+    /// What decides a passage's windows and vectors besides the weights: stored stories
+    /// embedded under another layout are embedded again on the next ingest.
+    pub fn layout_key(&self) -> String {
+        let detail = self
+            .detail_windows
+            .map_or("none".to_owned(), |d| format!("{}/{}", d.tokens, d.overlap));
+        format!(
+            "{}|{}|{}|{}|{}",
+            self.max_tokens, self.window_overlap, detail, self.query_prefix, self.passage_prefix
+        )
     }
 }
 

@@ -180,6 +180,10 @@ impl Encoder for QueuedEncoder {
         // Tokenizing is cheap and thread-safe; it does not need the model's thread.
         self.inner.count_tokens(text)
     }
+
+    fn passage_layout(&self) -> String {
+        self.inner.passage_layout()
+    }
 }
 
 #[cfg(test)]

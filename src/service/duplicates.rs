@@ -6,7 +6,7 @@
 //! before the digest is stored). Must not: change what is stored, except through the
 //! ingest in `service`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -56,17 +56,27 @@ pub struct MatchReason {
     pub languages: String,
     /// The threshold of that language pair, which `score` reached.
     pub threshold: f32,
+    /// For a cross-language pair: the IDF-weighted share of the English text's names and
+    /// numbers that the other story also has (part of the score).
+    pub term_overlap: Option<f32>,
 }
 
 impl MatchReason {
     /// One line for people: `en-zh 0.861 >= 0.84, cosine 0.861, other link, 0.3 days apart`.
     pub fn describe(&self) -> String {
-        let link = if self.same_link { "same link" } else { "other link" };
+        let link = if self.same_link {
+            "same link"
+        } else {
+            "other link"
+        };
         let days = self
             .days_apart
             .map_or(String::new(), |d| format!(", {d:.1} days apart"));
+        let terms = self.term_overlap.map_or(String::new(), |o| {
+            format!(", {:.0}% of names shared", o * 100.0)
+        });
         format!(
-            "{} threshold {:.3}, cosine {:.3}, {link}{days}",
+            "{} threshold {:.3}, cosine {:.3}{terms}, {link}{days}",
             self.languages, self.threshold, self.cosine
         )
     }
@@ -256,11 +266,11 @@ impl Service {
     pub fn ingest_checked(&self, parsed: ParsedFile) -> Result<CheckedIngest, ServiceError> {
         let started = Instant::now();
         let stored = self.store.story_hashes(&parsed.digest.id)?;
-        let model = self.encoder.model_id();
+        let model = self.content_key();
         let mut vectors: HashMap<&str, Vec<f32>> = HashMap::new();
         let mut to_embed: Vec<&Story> = Vec::new();
         for story in &parsed.stories {
-            let unchanged = stored.get(&story.id) == Some(&super::content_hash(model, story));
+            let unchanged = stored.get(&story.id) == Some(&super::content_hash(&model, story));
             let windows = if unchanged {
                 self.store.story_windows(&story.id)?
             } else {
@@ -337,6 +347,13 @@ impl Service {
         let candidates = self.best_windows(&[vector.to_vec()], CHECK_CANDIDATES, |m| {
             m.digest_id != story.digest_id
         })?;
+        // Names and numbers of the draft, for pairs across languages.
+        let latin = crate::lexical::latin_terms(&story.text);
+        let (stories, df) = if self.tuning.cross_language_term_weight > 0.0 {
+            self.store.document_frequencies(&latin)?
+        } else {
+            (0, HashMap::new())
+        };
         let mut found = Vec::new();
         for hit in candidates {
             let Some(other) = self.store.story(&hit.meta.story_id)? else {
@@ -357,9 +374,20 @@ impl Service {
                 crate::embed::mean_unit_vector(windows.iter().map(|(_, v)| v.as_slice())),
             );
             let cosine = cluster::dot(&draft.vector, &other_item.vector);
-            let score = pair_score(&draft, &other_item, cosine, &params);
+            let mut score = pair_score(&draft, &other_item, cosine, &params);
             let other_language = crate::lexical::language(&other.text);
             let threshold = self.tuning.threshold(draft_language, other_language);
+            let term_overlap = (draft_language != other_language
+                && self.tuning.cross_language_term_weight > 0.0)
+                .then(|| {
+                    let other_terms: HashSet<String> = crate::lexical::index_terms(&other.text)
+                        .into_iter()
+                        .collect();
+                    crate::lexical::term_overlap(&latin, &other_terms, stories, &df)
+                });
+            if let Some(o) = term_overlap {
+                score += self.tuning.cross_language_term_weight * o;
+            }
             if score >= threshold {
                 let reason = MatchReason {
                     cosine,
@@ -370,6 +398,7 @@ impl Service {
                         .map(|(a, b)| (a - b).abs() as f32 / 86_400.0),
                     languages: format!("{draft_language}-{other_language}"),
                     threshold,
+                    term_overlap,
                 };
                 found.push(Coverage {
                     story: other,

@@ -21,7 +21,7 @@ use crate::store::{NewStory, Store, StoreError, StoredDigest, StoredStory};
 mod duplicates;
 mod search;
 pub use duplicates::{CheckedIngest, CheckedItem, Coverage, DuplicateCluster, MatchReason};
-pub use search::{Ranking, SearchMode, StoryHit};
+pub use search::{Fusion, Ranking, SearchMode, StoryHit};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -92,6 +92,9 @@ pub struct Tuning {
     pub duplicate_en_zh: f32,
     /// Pair score for two English texts.
     pub duplicate_en_en: f32,
+    /// For an English text against a Chinese story: how much the shared names and
+    /// numbers ([`crate::lexical::term_overlap`], 0..1) add to the pair score.
+    pub cross_language_term_weight: f32,
     pub ranking: Ranking,
 }
 
@@ -102,6 +105,7 @@ impl Tuning {
             duplicate: t.duplicate,
             duplicate_en_zh: t.duplicate_en_zh.unwrap_or(t.duplicate),
             duplicate_en_en: t.duplicate_en_en.unwrap_or(t.duplicate),
+            cross_language_term_weight: t.cross_language_term_weight,
             ranking: spec.search,
         }
     }
@@ -122,6 +126,7 @@ impl From<f32> for Tuning {
             duplicate: threshold,
             duplicate_en_zh: threshold,
             duplicate_en_en: threshold,
+            cross_language_term_weight: 0.0,
             ranking: Ranking::default(),
         }
     }
@@ -179,6 +184,15 @@ impl Service {
 
     pub fn encoder(&self) -> &dyn Encoder {
         self.encoder.as_ref()
+    }
+
+    /// The model and passage layout a story's content hash depends on.
+    fn content_key(&self) -> String {
+        format!(
+            "{}|{}",
+            self.encoder.model_id(),
+            self.encoder.passage_layout()
+        )
     }
 
     /// The same-language (zh-zh) duplicate threshold, which clusters use.
@@ -271,11 +285,11 @@ impl Service {
         let source = parsed.digest.source.as_str();
         let stored = self.store.story_hashes(&parsed.digest.id)?;
         self.store.put_digest(&parsed.digest)?;
-        let model = self.encoder.model_id();
+        let model = self.content_key();
         let mut pending: Vec<(&Story, String)> = Vec::new();
         for story in &parsed.stories {
             report.story_ids.push(story.id.clone());
-            let hash = content_hash(model, story);
+            let hash = content_hash(&model, story);
             match stored.get(&story.id) {
                 Some(old) if *old == hash => {
                     report.unchanged += 1;

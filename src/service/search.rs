@@ -74,6 +74,21 @@ pub struct Ranking {
     pub lexical_weight: f32,
     /// Stories taken from each ranking before fusing.
     pub candidates: usize,
+    /// How the two rankings are fused.
+    pub fusion: Fusion,
+    /// `linear` fusion: weight of the BM25 score scaled to 0..1 by the best BM25 of the
+    /// query, added to the (penalised) cosine.
+    pub linear_lexical_weight: f32,
+}
+
+/// How hybrid search combines the vector and the lexical ranking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fusion {
+    /// Reciprocal rank fusion: ranks only, robust to score scales.
+    Rrf,
+    /// Cosine plus a weighted, normalised BM25: keeps how close the scores are.
+    Linear,
 }
 
 impl Default for Ranking {
@@ -83,6 +98,8 @@ impl Default for Ranking {
             rrf_k: 60.0,
             lexical_weight: 1.0,
             candidates: 50,
+            fusion: Fusion::Rrf,
+            linear_lexical_weight: 0.1,
         }
     }
 }
@@ -145,9 +162,8 @@ impl Service {
         match mode {
             SearchMode::Vector => {
                 let vector = vector.ok_or_else(vector_needed)?;
-                let ranked = self.ranked_windows(&[vector.to_vec()], k.get(), |m| {
-                    range.contains_day(m.day)
-                })?;
+                let ranked = self
+                    .ranked_windows(&[vector.to_vec()], k.get(), |m| range.contains_day(m.day))?;
                 let hits = ranked
                     .into_iter()
                     .map(|r| (r.hit.meta.story_id.clone(), r.adjusted, Some(r.hit), None))
@@ -180,9 +196,8 @@ impl Service {
     ) -> Result<Vec<StoryHit>, ServiceError> {
         let r = self.ranking;
         let want = r.candidates.max(k.get());
-        let by_vector = self.ranked_windows(&[vector.to_vec()], want, |m| {
-            range.contains_day(m.day)
-        })?;
+        let by_vector =
+            self.ranked_windows(&[vector.to_vec()], want, |m| range.contains_day(m.day))?;
         let by_terms = self
             .store
             .search_lexical(query.as_str(), want, range, None)?;
@@ -192,27 +207,52 @@ impl Service {
             bm25: Option<f32>,
         }
         let mut fused: HashMap<String, Fused> = HashMap::new();
+        let top_bm25 = by_terms.first().map_or(1.0, |t| t.1.max(f32::EPSILON));
+        let linear = r.fusion == Fusion::Linear;
         for (rank, ranked) in by_vector.into_iter().enumerate() {
+            let score = if linear {
+                ranked.adjusted
+            } else {
+                1.0 / (r.rrf_k + rank as f32 + 1.0)
+            };
             fused.insert(
                 ranked.hit.meta.story_id.clone(),
                 Fused {
-                    score: 1.0 / (r.rrf_k + rank as f32 + 1.0),
+                    score,
                     window: Some(ranked.hit),
                     bm25: None,
                 },
             );
         }
         for (rank, (id, bm25)) in by_terms.into_iter().enumerate() {
-            let part = r.lexical_weight / (r.rrf_k + rank as f32 + 1.0);
-            let entry = fused.entry(id).or_insert(Fused {
-                score: 0.0,
-                window: None,
-                bm25: None,
-            });
-            entry.score += part;
+            let entry = match fused.entry(id) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    // Found by its terms only: its cosine still counts in linear fusion.
+                    let score = if linear {
+                        self.story_cosine(e.key(), vector)?
+                    } else {
+                        0.0
+                    };
+                    e.insert(Fused {
+                        score,
+                        window: None,
+                        bm25: None,
+                    })
+                }
+            };
+            entry.score += if linear {
+                r.linear_lexical_weight * bm25 / top_bm25
+            } else {
+                r.lexical_weight / (r.rrf_k + rank as f32 + 1.0)
+            };
             entry.bm25 = Some(bm25);
         }
-        let best = (1.0 + r.lexical_weight) / (r.rrf_k + 1.0);
+        let best = if linear {
+            1.0
+        } else {
+            (1.0 + r.lexical_weight) / (r.rrf_k + 1.0)
+        };
         let mut ranked: Vec<(String, Fused)> = fused.into_iter().collect();
         ranked.sort_by(|a, b| b.1.score.total_cmp(&a.1.score).then_with(|| a.0.cmp(&b.0)));
         ranked.truncate(k.get());
@@ -221,6 +261,24 @@ impl Service {
             .map(|(id, f)| (id, f.score / best, f.window, f.bm25))
             .collect();
         self.hydrate(hits, Some(query.as_str()), Some(vector))
+    }
+
+    /// A story's best penalised window cosine against `vector`.
+    fn story_cosine(&self, id: &str, vector: &[f32]) -> Result<f32, ServiceError> {
+        let penalty = self.ranking.deep_window_penalty;
+        Ok(self
+            .store
+            .story_windows(id)?
+            .iter()
+            .map(|(m, w)| {
+                let c = crate::embed::dot(vector, w);
+                if m.start == 0 {
+                    c
+                } else {
+                    c - penalty
+                }
+            })
+            .fold(f32::MIN, f32::max))
     }
 
     /// Stories similar to a stored one, from its stored vectors (no model call).

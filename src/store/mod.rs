@@ -154,7 +154,7 @@ fn lexical_schema() -> String {
         "CREATE VIRTUAL TABLE IF NOT EXISTS story_terms USING fts5(title, body, \
          tokenize = \"unicode61 remove_diacritics 0 tokenchars '{}'\");",
         crate::lexical::FTS5_TOKENCHARS
-    )
+    ) + "\nCREATE VIRTUAL TABLE IF NOT EXISTS story_terms_vocab USING fts5vocab(story_terms, 'row');"
 }
 
 /// BM25 column weights: a term in the headline counts twice a term in the body.
@@ -490,6 +490,22 @@ impl Store {
             |r| Ok((r.get::<_, String>(0)?, -r.get::<_, f64>(1)? as f32)),
         )?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many stories there are, and in how many of them each of `terms` occurs.
+    pub fn document_frequencies(
+        &self,
+        terms: &[String],
+    ) -> Result<(usize, HashMap<String, usize>), StoreError> {
+        let conn = self.conn();
+        let total: i64 = conn.query_row("SELECT COUNT(*) FROM stories", [], |r| r.get(0))?;
+        let mut stmt = conn.prepare_cached("SELECT doc FROM story_terms_vocab WHERE term = ?1")?;
+        let mut out = HashMap::with_capacity(terms.len());
+        for term in terms {
+            let doc: Option<i64> = stmt.query_row([term], |r| r.get(0)).optional()?;
+            out.insert(term.clone(), doc.unwrap_or(0) as usize);
+        }
+        Ok((total as usize, out))
     }
 
     pub fn story_count(&self) -> Result<usize, StoreError> {

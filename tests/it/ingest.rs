@@ -196,7 +196,12 @@ fn atlas_store() -> (TempDir, Vec<(String, f32)>) {
 fn atlas_top(service: &Service) -> Vec<(String, f32)> {
     let query = QueryText::new("Boston Dynamics Atlas robot in car factories").unwrap();
     service
-        .search(&query, TopK::new(3).unwrap(), DateRange::ALL, SearchMode::Vector)
+        .search(
+            &query,
+            TopK::new(3).unwrap(),
+            DateRange::ALL,
+            SearchMode::Vector,
+        )
         .unwrap()
         .into_iter()
         .map(|h| (h.story.id, h.score))
