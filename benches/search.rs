@@ -85,7 +85,12 @@ fn build_store() -> (tempfile::TempDir, Service, common::Planted) {
                 }],
             })
             .collect();
-        store.put_stories(&batch).expect("put stories");
+        store
+            .put_stories(
+                &batch,
+                &storydex::cluster::Params::with_threshold(common::THRESHOLD),
+            )
+            .expect("put stories");
     }
     store.save_index().expect("save index");
     let service = Service::new(Arc::new(store), encoder, common::THRESHOLD);

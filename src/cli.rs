@@ -107,6 +107,14 @@ pub enum Command {
         /// The draft digest (Markdown, the usual digest format).
         draft: PathBuf,
     },
+    /// Recompute every stored duplicate cluster (after a threshold or model change) and
+    /// report what changed.
+    Recluster {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        json: bool,
+    },
     /// Score search and the "already covered?" check on the labelled sets (data/eval),
     /// per split: tune on `tune`, report `heldout`. Ingests the corpus into --data first
     /// (a re-run skips unchanged stories).
@@ -211,7 +219,15 @@ impl Common {
         let tuning = Tuning::from_spec(encoder.spec());
         let store = Store::open(&self.data, encoder.model_id(), encoder.dimension())
             .with_context(|| format!("opening the store in {}", self.data.display()))?;
-        Ok(Service::new(Arc::new(store), Arc::new(encoder), tuning))
+        let service = Service::new(Arc::new(store), Arc::new(encoder), tuning);
+        if let Some(r) = service.ensure_clusters()? {
+            tracing::info!(
+                stories = r.stories,
+                clusters = r.clusters_after,
+                "clusters recomputed"
+            );
+        }
+        Ok(service)
     }
 }
 
@@ -327,6 +343,30 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Model { command } => model(command),
+        Command::Recluster { common, json } => {
+            let service = common.open()?;
+            let started = Instant::now();
+            let r = service.recluster()?;
+            if json {
+                print_json(&serde_json::json!({
+                    "stories": r.stories,
+                    "moved": r.moved,
+                    "clusters_before": r.clusters_before,
+                    "clusters_after": r.clusters_after,
+                    "seconds": started.elapsed().as_secs_f64(),
+                }))
+            } else {
+                println!(
+                    "{} stories: {} moved to another cluster; clusters of 2 or more: {} before, {} after ({:.1}s)",
+                    r.stories,
+                    r.moved,
+                    r.clusters_before,
+                    r.clusters_after,
+                    started.elapsed().as_secs_f64()
+                );
+                Ok(())
+            }
+        }
         Command::Eval {
             common,
             corpus,
@@ -417,6 +457,15 @@ fn load_for_serve(common: &Common, state: &crate::http::AppState) -> anyhow::Res
     let store = Store::open(&common.data, encoder.model_id(), encoder.dimension())
         .with_context(|| format!("opening the store in {}", common.data.display()))?;
     let stories = store.story_count()?;
+    if let Some(r) =
+        store.ensure_clusters(&crate::cluster::Params::with_threshold(tuning.duplicate))?
+    {
+        tracing::info!(
+            stories = r.stories,
+            clusters = r.clusters_after,
+            "clusters recomputed"
+        );
+    }
     state.set_ready(Arc::new(store), Arc::new(encoder), tuning)?;
     tracing::info!(stories, "ready");
     Ok(())

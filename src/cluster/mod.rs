@@ -247,6 +247,32 @@ pub fn cluster(items: &[Item], neighbors: &[Vec<(usize, f32)>], p: &Params) -> V
     out
 }
 
+/// The cluster a new story joins, given the clusters of its earlier candidates: the one
+/// with the highest mean pair score against all its members, if that mean reaches the
+/// threshold and the cluster has no story of the new story's digest. Ties go to the
+/// first option (callers pass them in a stable order). `None`: a cluster of its own.
+pub fn choose_cluster(
+    story: &Item,
+    options: &[(String, Vec<Item>)],
+    p: &Params,
+) -> Option<(String, f32)> {
+    let mut best: Option<(String, f32)> = None;
+    for (id, members) in options {
+        if members.is_empty() || members.iter().any(|m| m.digest == story.digest) {
+            continue;
+        }
+        let mean = members
+            .iter()
+            .map(|m| pair_score(story, m, dot(&story.vector, &m.vector), p))
+            .sum::<f32>()
+            / members.len() as f32;
+        if mean >= p.threshold && best.as_ref().is_none_or(|b| mean > b.1) {
+            best = Some((id.clone(), mean));
+        }
+    }
+    best
+}
+
 /// One story per digest, and the mean pair score across the two sides above threshold.
 fn can_merge(items: &[Item], left: &[usize], right: &[usize], p: &Params) -> bool {
     let digests_overlap = left
@@ -360,6 +386,33 @@ mod tests {
         let clusters = cluster(&items, &exhaustive(&items), &Params::with_threshold(0.9));
         assert_eq!(clusters.len(), 1);
         assert_eq!(clusters[0].members.len(), 2);
+    }
+
+    #[test]
+    fn a_new_story_joins_the_cluster_it_matches_best_on_average() {
+        let p = Params::with_threshold(0.9);
+        let story = item("d3", 2, &[1.0, 0.05, 0.0]);
+        let close = vec![
+            item("d1", 0, &[1.0, 0.0, 0.0]),
+            item("d2", 1, &[1.0, 0.1, 0.0]),
+        ];
+        let mixed = vec![
+            item("d1", 0, &[1.0, 0.0, 0.0]),
+            item("d2", 1, &[0.0, 1.0, 0.0]),
+        ];
+        let options = vec![
+            ("mixed".to_owned(), mixed),
+            ("close".to_owned(), close.clone()),
+        ];
+        let (id, score) = choose_cluster(&story, &options, &p).unwrap();
+        assert_eq!(id, "close");
+        assert!(score > 0.99);
+        // Never two stories of one digest in a cluster.
+        let same_digest = item("d2", 2, &[1.0, 0.05, 0.0]);
+        assert_eq!(
+            choose_cluster(&same_digest, &[("close".into(), close)], &p),
+            None
+        );
     }
 
     #[test]

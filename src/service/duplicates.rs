@@ -133,14 +133,27 @@ impl Service {
         ))
     }
 
-    /// Same-event clusters among stories published in `range`, newest `last_seen` first.
+    /// Same-event clusters among stories published in `range`, newest `last_seen` first:
+    /// each cluster with two or more members in the range, with those members.
+    ///
+    /// With the model's threshold (the default) this reads the clusters stored at
+    /// ingest; another `min_score` clusters the range afresh (slower, cached per store
+    /// generation).
     pub fn duplicates(
         &self,
         range: DateRange,
         min_score: Option<f32>,
     ) -> Result<Vec<DuplicateCluster>, ServiceError> {
         let params = self.params(min_score)?;
-        let groups = self.cluster_ids(range, params)?;
+        let groups: Vec<Vec<(String, f32)>> = if params == self.cluster_params() {
+            self.store
+                .clusters_in_range(range)?
+                .into_iter()
+                .map(|(_, ids)| self.centroid_scores(&ids))
+                .collect::<Result<_, _>>()?
+        } else {
+            self.cluster_ids(range, params)?
+        };
         let mut out = Vec::with_capacity(groups.len());
         for group in groups {
             let members = self.members(&group)?;
@@ -156,16 +169,39 @@ impl Service {
         Ok(out)
     }
 
-    /// The cluster a stored story belongs to, if any (all its members, the story included).
+    /// The stored cluster a story belongs to, if it has other members (all its members,
+    /// the story included).
     pub fn story_duplicates(&self, id: &str) -> Result<Option<DuplicateCluster>, ServiceError> {
-        // 404 for unknown ids rather than "no duplicates".
-        self.story(id)?;
-        let params = self.params(None)?;
-        let groups = self.cluster_ids(DateRange::ALL, params)?;
-        let Some(group) = groups.into_iter().find(|g| g.iter().any(|(s, _)| s == id)) else {
-            return Ok(None);
+        let Some((_, ids)) = self.store.cluster_of_story(id)? else {
+            return Err(ServiceError::NotFound {
+                what: "story",
+                id: id.to_owned(),
+            });
         };
+        if ids.len() < 2 {
+            return Ok(None);
+        }
+        let group = self.centroid_scores(&ids)?;
         Ok(Some(describe(self.members(&group)?)))
+    }
+
+    /// Each member's cosine to the normalised mean of the members' story vectors.
+    fn centroid_scores(&self, ids: &[String]) -> Result<Vec<(String, f32)>, ServiceError> {
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let vectors = self.store.story_vectors_of(&refs)?;
+        let centroid = crate::embed::mean_unit_vector(
+            ids.iter()
+                .filter_map(|id| vectors.get(id))
+                .map(Vec::as_slice),
+        );
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                vectors
+                    .get(id)
+                    .map(|v| (id.clone(), cluster::dot(v, &centroid)))
+            })
+            .collect())
     }
 
     /// The stored stories of a cluster with their centroid scores (a story deleted since

@@ -195,6 +195,22 @@ impl Service {
         )
     }
 
+    /// The knobs stored clusters are computed with (the same-language threshold).
+    pub fn cluster_params(&self) -> crate::cluster::Params {
+        crate::cluster::Params::with_threshold(self.tuning.duplicate)
+    }
+
+    /// Recomputes the stored clusters if they were made with other settings or some
+    /// story has none (stores from before clusters were stored). Call once on start.
+    pub fn ensure_clusters(&self) -> Result<Option<crate::store::ReclusterReport>, ServiceError> {
+        Ok(self.store.ensure_clusters(&self.cluster_params())?)
+    }
+
+    /// Recomputes every stored cluster; says what changed.
+    pub fn recluster(&self) -> Result<crate::store::ReclusterReport, ServiceError> {
+        Ok(self.store.recluster(&self.cluster_params())?)
+    }
+
     /// The same-language (zh-zh) duplicate threshold, which clusters use.
     pub fn duplicate_threshold(&self) -> f32 {
         self.tuning.duplicate
@@ -338,7 +354,7 @@ impl Service {
                     windows,
                 });
             }
-            self.store.put_stories(&batch)?;
+            self.store.put_stories(&batch, &self.cluster_params())?;
             for new in &batch {
                 let tokens = new.windows.iter().map(|w| w.tokens).sum();
                 report.tokens += tokens;
@@ -346,7 +362,9 @@ impl Service {
             }
         }
         let keep: HashSet<&str> = parsed.stories.iter().map(|s| s.id.as_str()).collect();
-        report.removed += self.store.retain_stories(&parsed.digest.id, &keep)?;
+        report.removed +=
+            self.store
+                .retain_stories(&parsed.digest.id, &keep, &self.cluster_params())?;
         report.files += 1;
         Ok(())
     }

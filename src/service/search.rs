@@ -510,7 +510,7 @@ mod tests {
         let text = format!(
             "{}。Atlas机器人最大搬运能力达50公斤，具备56个自由度。{}",
             "无关内容".repeat(100),
-            "其他".repeat(100)
+            "其他".repeat(300)
         );
         let s = snippet(&text, 0, text.len(), Some("Atlas 50公斤"));
         assert!(s.starts_with("…Atlas机器人"), "{s}");

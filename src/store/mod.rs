@@ -8,6 +8,7 @@
 //! Writers commit to SQLite first, then update the index; readers only take `index`
 //! and `catalog` read locks, so searches keep answering during an ingest.
 
+mod clusters;
 mod index;
 
 use std::collections::{HashMap, HashSet};
@@ -20,6 +21,8 @@ use time::OffsetDateTime;
 
 use crate::corpus::{Digest, SourceKind, Story};
 use crate::embed::Window;
+pub use clusters::ReclusterReport;
+use clusters::UNDATED_TS;
 use index::{IndexStamp, VectorIndex};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +57,9 @@ pub struct WindowMeta {
     pub digest_id: String,
     /// The story's publication date in its own offset, as `YYYYMMDD`.
     pub day: Option<u32>,
+    /// Unix seconds of publication (undated: before everything); with the story id, the
+    /// order clusters are assigned in.
+    pub ts: i64,
     pub start: usize,
     pub end: usize,
 }
@@ -146,6 +152,25 @@ CREATE TABLE IF NOT EXISTS windows (
 CREATE INDEX IF NOT EXISTS windows_by_story ON windows(story_id, idx);
 "#;
 
+/// Columns added after the first release: (name, declaration). Stores made before get
+/// them on open, then backfilled ([`backfill_story_columns`]).
+const STORY_COLUMNS: [(&str, &str); 4] = [
+    // Unix seconds of publication (undated: clusters::UNDATED_TS).
+    ("ts", "INTEGER"),
+    // The story vector: normalised mean of its windows (f32 little-endian).
+    ("vector", "BLOB"),
+    // The duplicate cluster: the id of its earliest story.
+    ("cluster", "TEXT"),
+    // Mean pair score against the cluster's earlier members when assigned (1 for the first).
+    ("cluster_score", "REAL"),
+];
+
+const STORY_INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS stories_by_order ON stories(ts, id);
+CREATE INDEX IF NOT EXISTS stories_by_cluster ON stories(cluster);
+CREATE INDEX IF NOT EXISTS stories_by_day ON stories(day);
+";
+
 /// The lexical index: FTS5 over each story's analysed terms ([`crate::lexical`]), keyed
 /// by the story's rowid. Written in the same transaction as the story; rebuilt from the
 /// stories when the analyzer version changes (or the table is new).
@@ -176,7 +201,10 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(&lexical_schema())?;
+        add_story_columns(&conn)?;
+        conn.execute_batch(STORY_INDEXES)?;
         check_model(&mut conn, dir, model_id, dimension)?;
+        backfill_story_columns(&mut conn, dimension)?;
         ensure_lexical_index(&mut conn)?;
         let catalog = load_catalog(&conn)?;
         let store = Self {
@@ -311,8 +339,13 @@ impl Store {
     }
 
     /// Writes stories and their windows in one transaction, replacing earlier versions,
-    /// then updates the index. On error nothing of the batch is stored.
-    pub fn put_stories(&self, batch: &[NewStory<'_>]) -> Result<(), StoreError> {
+    /// assigns them (and any later story they may change) to duplicate clusters, then
+    /// updates the index. On error nothing of the batch is stored.
+    pub fn put_stories(
+        &self,
+        batch: &[NewStory<'_>],
+        clustering: &crate::cluster::Params,
+    ) -> Result<(), StoreError> {
         for new in batch {
             for w in &new.windows {
                 if w.vector.len() != self.dimension {
@@ -327,21 +360,35 @@ impl Store {
         let tx = conn.transaction()?;
         let mut removed = Vec::new();
         let mut added = Vec::new();
+        let mut from: Option<(i64, String)> = None;
+        let mut earliest = |key: (i64, String)| {
+            if from.as_ref().is_none_or(|f| key < *f) {
+                from = Some(key);
+            }
+        };
         for new in batch {
             let s = new.story;
+            if let Some(old) = story_key(&tx, &s.id)? {
+                earliest(old);
+            }
+            let ts = s.published.map_or(UNDATED_TS, |t| t.unix_timestamp());
+            earliest((ts, s.id.clone()));
+            let vector =
+                crate::embed::mean_unit_vector(new.windows.iter().map(|w| w.vector.as_slice()));
             removed.extend(window_keys(&tx, &s.id)?);
             tx.execute("DELETE FROM windows WHERE story_id = ?1", [&s.id])?;
             delete_terms(&tx, &s.id)?;
             tx.execute(
                 "INSERT INTO stories (id, digest_id, position, headline, author, url, published,
-                     day, tags, display, text, content_hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     day, tags, display, text, content_hash, ts, vector)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
                  ON CONFLICT(id) DO UPDATE SET digest_id = excluded.digest_id,
                      position = excluded.position, headline = excluded.headline,
                      author = excluded.author, url = excluded.url,
                      published = excluded.published, day = excluded.day, tags = excluded.tags,
                      display = excluded.display, text = excluded.text,
-                     content_hash = excluded.content_hash",
+                     content_hash = excluded.content_hash, ts = excluded.ts,
+                     vector = excluded.vector, cluster = NULL, cluster_score = NULL",
                 params![
                     s.id,
                     s.digest_id,
@@ -355,6 +402,8 @@ impl Store {
                     s.display,
                     s.text,
                     new.hash,
+                    ts,
+                    vector_to_blob(&vector),
                 ],
             )?;
             insert_terms(&tx, &s.id, &s.headline, &s.text)?;
@@ -375,15 +424,39 @@ impl Store {
                     story_id: s.id.clone(),
                     digest_id: s.digest_id.clone(),
                     day: s.published.map(day_of),
+                    ts,
                     start: w.start,
                     end: w.end,
                 };
                 added.push((tx.last_insert_rowid() as u64, meta, &w.vector));
             }
         }
+        let pending: Vec<String> = batch.iter().map(|n| n.story.id.clone()).collect();
+        self.cluster_after_write(&tx, from, &pending, clustering)?;
         bump_generation(&tx)?;
         tx.commit()?;
         self.apply_to_index(&removed, added)
+    }
+
+    /// Re-assigns clusters from the earliest story a write touched; from the very first
+    /// story when the stored clusters were made with other settings.
+    fn cluster_after_write(
+        &self,
+        tx: &Connection,
+        from: Option<(i64, String)>,
+        pending: &[String],
+        clustering: &crate::cluster::Params,
+    ) -> Result<(), StoreError> {
+        let stamp_matches = clusters::stamp_matches(tx, clustering)?;
+        let from = if stamp_matches {
+            from
+        } else {
+            Some((i64::MIN, String::new()))
+        };
+        if let Some((ts, id)) = from {
+            self.reassign_from(tx, (ts, &id), pending, clustering)?;
+        }
+        clusters::set_cluster_meta(tx, clustering)
     }
 
     /// Deletes the stories of `digest_id` that are not in `keep` (items removed from an
@@ -392,6 +465,7 @@ impl Store {
         &self,
         digest_id: &str,
         keep: &HashSet<&str>,
+        clustering: &crate::cluster::Params,
     ) -> Result<usize, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -402,7 +476,13 @@ impl Store {
         };
         let mut removed = Vec::new();
         let mut deleted = 0;
+        let mut from: Option<(i64, String)> = None;
         for id in existing.iter().filter(|id| !keep.contains(id.as_str())) {
+            if let Some(key) = story_key(&tx, id)? {
+                if from.as_ref().is_none_or(|f| key < *f) {
+                    from = Some(key);
+                }
+            }
             removed.extend(window_keys(&tx, id)?);
             tx.execute("DELETE FROM windows WHERE story_id = ?1", [id])?;
             delete_terms(&tx, id)?;
@@ -410,6 +490,7 @@ impl Store {
             deleted += 1;
         }
         if deleted > 0 {
+            self.cluster_after_write(&tx, from, &[], clustering)?;
             bump_generation(&tx)?;
         }
         tx.commit()?;
@@ -544,7 +625,7 @@ impl Store {
     pub fn story_windows(&self, id: &str) -> Result<Vec<(WindowMeta, Vec<f32>)>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT w.start, w.end, w.vector, s.digest_id, s.day FROM windows w
+            "SELECT w.start, w.end, w.vector, s.digest_id, s.day, s.ts FROM windows w
              JOIN stories s ON s.id = w.story_id WHERE w.story_id = ?1 ORDER BY w.idx",
         )?;
         let rows = stmt.query_map([id], |r| {
@@ -554,15 +635,17 @@ impl Store {
                 r.get::<_, Vec<u8>>(2)?,
                 r.get::<_, String>(3)?,
                 r.get::<_, Option<u32>>(4)?,
+                r.get::<_, Option<i64>>(5)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (start, end, blob, digest_id, day) = row?;
+            let (start, end, blob, digest_id, day, ts) = row?;
             let meta = WindowMeta {
                 story_id: id.to_owned(),
                 digest_id,
                 day,
+                ts: ts.unwrap_or(UNDATED_TS),
                 start: start as usize,
                 end: end as usize,
             };
@@ -576,37 +659,30 @@ impl Store {
     pub fn story_vectors(&self) -> Result<Vec<StoryVector>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT s.id, s.digest_id, s.day, s.published, s.url, w.vector FROM stories s
-             JOIN windows w ON w.story_id = s.id ORDER BY s.id, w.idx",
+            "SELECT id, digest_id, day, published, url, vector FROM stories ORDER BY id",
         )?;
-        let mut rows = stmt.query([])?;
-        // Rows come grouped by story: collect each story's windows, then average them.
-        let mut out: Vec<(StoryVector, Vec<Vec<f32>>)> = Vec::new();
-        while let Some(row) = rows.next()? {
-            let id: String = row.get(0)?;
-            let vector = blob_to_vector(&row.get::<_, Vec<u8>>(5)?, self.dimension)?;
-            match out.last_mut() {
-                Some((last, windows)) if last.id == id => windows.push(vector),
-                _ => out.push((
-                    StoryVector {
-                        id,
-                        digest_id: row.get(1)?,
-                        day: row.get(2)?,
-                        published: parse_time_opt(row.get(3)?)?,
-                        url: row.get(4)?,
-                        vector: Vec::new(),
-                    },
-                    vec![vector],
-                )),
-            }
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                StoryVector {
+                    id: r.get(0)?,
+                    digest_id: r.get(1)?,
+                    day: r.get(2)?,
+                    published: None,
+                    url: r.get(4)?,
+                    vector: Vec::new(),
+                },
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, Vec<u8>>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (mut story, published, blob) = row?;
+            story.published = parse_time_opt(published)?;
+            story.vector = blob_to_vector(&blob, self.dimension)?;
+            out.push(story);
         }
-        Ok(out
-            .into_iter()
-            .map(|(mut story, windows)| {
-                story.vector = crate::embed::mean_unit_vector(windows.iter().map(Vec::as_slice));
-                story
-            })
-            .collect())
+        Ok(out)
     }
 
     pub fn digests(&self) -> Result<Vec<StoredDigest>, StoreError> {
@@ -823,6 +899,63 @@ fn bump_generation(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A stored story's place in the cluster order.
+fn story_key(conn: &Connection, id: &str) -> Result<Option<(i64, String)>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT COALESCE(ts, ?2) FROM stories WHERE id = ?1")?
+        .query_row(params![id, UNDATED_TS], |r| r.get::<_, i64>(0))
+        .optional()?
+        .map(|ts| (ts, id.to_owned())))
+}
+
+fn add_story_columns(conn: &Connection) -> Result<(), StoreError> {
+    let existing: HashSet<String> = {
+        let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('stories')")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (name, declaration) in STORY_COLUMNS {
+        if !existing.contains(name) {
+            conn.execute_batch(&format!(
+                "ALTER TABLE stories ADD COLUMN {name} {declaration}"
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+/// Fills `ts` and `vector` of stories stored before those columns existed (one
+/// transaction); their clusters are then computed by [`Store::ensure_clusters`].
+fn backfill_story_columns(conn: &mut Connection, dimension: usize) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    let missing: Vec<(String, Option<String>)> = {
+        let mut stmt =
+            tx.prepare("SELECT id, published FROM stories WHERE ts IS NULL OR vector IS NULL")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (id, published) in &missing {
+        let ts = parse_time_opt(published.clone())?.map_or(UNDATED_TS, |t| t.unix_timestamp());
+        let windows: Vec<Vec<f32>> = {
+            let mut stmt =
+                tx.prepare_cached("SELECT vector FROM windows WHERE story_id = ?1 ORDER BY idx")?;
+            let rows = stmt.query_map([id], |r| r.get::<_, Vec<u8>>(0))?;
+            let mut out = Vec::new();
+            for blob in rows {
+                out.push(blob_to_vector(&blob?, dimension)?);
+            }
+            out
+        };
+        let vector = crate::embed::mean_unit_vector(windows.iter().map(Vec::as_slice));
+        tx.execute(
+            "UPDATE stories SET ts = ?2, vector = ?3 WHERE id = ?1",
+            params![id, ts, vector_to_blob(&vector)],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 fn window_keys(conn: &Connection, story_id: &str) -> Result<Vec<u64>, StoreError> {
     let mut stmt = conn.prepare_cached("SELECT key FROM windows WHERE story_id = ?1")?;
     let rows = stmt.query_map([story_id], |r| r.get::<_, i64>(0))?;
@@ -833,7 +966,7 @@ fn window_keys(conn: &Connection, story_id: &str) -> Result<Vec<u64>, StoreError
 
 fn load_catalog(conn: &Connection) -> Result<HashMap<u64, WindowMeta>, StoreError> {
     let mut stmt = conn.prepare(
-        "SELECT w.key, w.story_id, s.digest_id, s.day, w.start, w.end
+        "SELECT w.key, w.story_id, s.digest_id, s.day, w.start, w.end, s.ts
          FROM windows w JOIN stories s ON s.id = w.story_id",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -843,6 +976,7 @@ fn load_catalog(conn: &Connection) -> Result<HashMap<u64, WindowMeta>, StoreErro
                 story_id: r.get(1)?,
                 digest_id: r.get(2)?,
                 day: r.get(3)?,
+                ts: r.get::<_, Option<i64>>(6)?.unwrap_or(UNDATED_TS),
                 start: r.get::<_, i64>(4)? as usize,
                 end: r.get::<_, i64>(5)? as usize,
             },

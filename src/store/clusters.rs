@@ -1,0 +1,331 @@
+//! Stored duplicate clusters: each story's cluster, assigned online in publication order
+//! inside the transaction that writes the story.
+//!
+//! Owns: the order stories are assigned in (publication time, then id), finding each
+//! story's candidate clusters (the window index for stored stories, the write's own
+//! stories by brute force, as they are not indexed until it commits), and re-running the
+//! assignment from the earliest story a write touched, so that a late digest, an edited
+//! story or a removed one leave exactly the clusters a full recompute would give. The
+//! same-event decision itself is [`crate::cluster::choose_cluster`]. Must not: embed.
+//!
+//! Why the re-run is exact: a story's cluster depends only on stories before it in the
+//! order, so everything before the earliest touched story is unchanged, and re-assigning
+//! everything from there in order reproduces the full recompute.
+
+use std::collections::{BTreeSet, HashMap};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{blob_to_vector, Store, StoreError, WindowMeta};
+use crate::cluster::{canonical_url, choose_cluster, pair_score, Item, Params};
+
+/// Sort key of undated stories (archive entries without a date): before every dated one.
+pub(crate) const UNDATED_TS: i64 = i64::MIN / 2;
+
+/// Windows asked of the index per story when looking for its candidate clusters.
+const CANDIDATE_WINDOWS: usize = 32;
+
+/// Bumped when the assignment rule changes, so stores recompute their clusters.
+const CLUSTER_VERSION: &str = "1";
+
+/// A story as the assignment sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct Member {
+    pub(crate) id: String,
+    pub(crate) ts: i64,
+    pub(crate) item: Item,
+}
+
+impl Member {
+    fn key(&self) -> (i64, &str) {
+        (self.ts, self.id.as_str())
+    }
+}
+
+/// What a recompute changed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReclusterReport {
+    pub stories: usize,
+    /// Stories whose cluster is not the one they had.
+    pub moved: usize,
+    /// Clusters of two or more stories, before and after.
+    pub clusters_before: usize,
+    pub clusters_after: usize,
+}
+
+const MEMBER_SELECT: &str = "SELECT id, digest_id, ts, url, vector FROM stories";
+
+fn member_from_row(r: &rusqlite::Row<'_>, dimension: usize) -> Result<Member, StoreError> {
+    let ts: i64 = r.get(2)?;
+    let url: Option<String> = r.get(3)?;
+    let blob: Vec<u8> = r.get(4)?;
+    Ok(Member {
+        id: r.get(0)?,
+        ts,
+        item: Item {
+            digest: r.get(1)?,
+            time: (ts != UNDATED_TS).then_some(ts),
+            url: url.as_deref().map(canonical_url),
+            vector: blob_to_vector(&blob, dimension)?,
+        },
+    })
+}
+
+fn member(conn: &Connection, id: &str, dimension: usize) -> Result<Option<Member>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!("{MEMBER_SELECT} WHERE id = ?1"))?;
+    let row = stmt
+        .query_row([id], |r| Ok(member_from_row(r, dimension)))
+        .optional()?;
+    row.transpose()
+}
+
+fn cluster_of(conn: &Connection, id: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT cluster FROM stories WHERE id = ?1")?
+        .query_row([id], |r| r.get::<_, Option<String>>(0))
+        .optional()?
+        .flatten())
+}
+
+fn cluster_members(
+    conn: &Connection,
+    cluster: &str,
+    dimension: usize,
+) -> Result<Vec<Member>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{MEMBER_SELECT} WHERE cluster = ?1 ORDER BY ts, id"
+    ))?;
+    let rows = stmt.query_map([cluster], |r| Ok(member_from_row(r, dimension)))?;
+    rows.map(|r| r?).collect()
+}
+
+impl Store {
+    /// Re-assigns every story at or after `from` (publication order), inside `tx`.
+    ///
+    /// `pending` are stories written in this transaction, whose windows are not in the
+    /// index yet; they are compared by brute force.
+    pub(crate) fn reassign_from(
+        &self,
+        tx: &Connection,
+        from: (i64, &str),
+        pending: &[String],
+        params: &Params,
+    ) -> Result<(), StoreError> {
+        let todo: Vec<Member> = {
+            let mut stmt = tx.prepare_cached(&format!(
+                "{MEMBER_SELECT} WHERE ts > ?1 OR (ts = ?1 AND id >= ?2) ORDER BY ts, id"
+            ))?;
+            let rows = stmt.query_map(params![from.0, from.1], |r| {
+                Ok(member_from_row(r, self.dimension))
+            })?;
+            rows.map(|r| r?).collect::<Result<_, _>>()?
+        };
+        tx.execute(
+            "UPDATE stories SET cluster = NULL, cluster_score = NULL
+             WHERE ts > ?1 OR (ts = ?1 AND id >= ?2)",
+            params![from.0, from.1],
+        )?;
+        let mut unindexed: Vec<Member> = Vec::new();
+        for id in pending {
+            if let Some(m) = member(tx, id, self.dimension)? {
+                unindexed.push(m);
+            }
+        }
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        let catalog = self.catalog.read().unwrap_or_else(|p| p.into_inner());
+        for story in &todo {
+            let key = story.key();
+            let earlier = |m: &WindowMeta| {
+                m.story_id != story.id
+                    && m.digest_id != story.item.digest
+                    && (m.ts, m.story_id.as_str()) < key
+            };
+            let mut candidates: BTreeSet<String> = index
+                .search(&story.item.vector, CANDIDATE_WINDOWS, |k| {
+                    catalog.get(&k).is_some_and(earlier)
+                })?
+                .into_iter()
+                .filter_map(|(k, _)| catalog.get(&k).map(|m| m.story_id.clone()))
+                .collect();
+            candidates.extend(
+                unindexed
+                    .iter()
+                    .filter(|m| m.item.digest != story.item.digest && m.key() < key)
+                    .map(|m| m.id.clone()),
+            );
+            let mut clusters: BTreeSet<String> = BTreeSet::new();
+            for id in &candidates {
+                let Some(other) = member(tx, id, self.dimension)? else {
+                    continue; // removed in this transaction
+                };
+                let cosine = crate::cluster::dot(&story.item.vector, &other.item.vector);
+                if pair_score(&story.item, &other.item, cosine, params) >= params.threshold {
+                    if let Some(c) = cluster_of(tx, id)? {
+                        clusters.insert(c);
+                    }
+                }
+            }
+            let mut options: Vec<(String, Vec<Item>)> = Vec::with_capacity(clusters.len());
+            for c in clusters {
+                let members = cluster_members(tx, &c, self.dimension)?
+                    .into_iter()
+                    .map(|m| m.item)
+                    .collect();
+                options.push((c, members));
+            }
+            let (cluster, score) = choose_cluster(&story.item, &options, params)
+                .unwrap_or_else(|| (story.id.clone(), 1.0));
+            tx.prepare_cached("UPDATE stories SET cluster = ?2, cluster_score = ?3 WHERE id = ?1")?
+                .execute(params![story.id, cluster, score])?;
+        }
+        Ok(())
+    }
+
+    /// Recomputes every story's cluster (after a threshold or model change) and says
+    /// what changed. One transaction: all or nothing.
+    pub fn recluster(&self, params: &Params) -> Result<ReclusterReport, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let before = assignments(&tx)?;
+        self.reassign_from(&tx, (i64::MIN, ""), &[], params)?;
+        let after = assignments(&tx)?;
+        set_cluster_meta(&tx, params)?;
+        tx.commit()?;
+        Ok(ReclusterReport {
+            stories: after.len(),
+            moved: after
+                .iter()
+                .filter(|(id, c)| before.get(*id) != Some(*c))
+                .count(),
+            clusters_before: multi_clusters(&before),
+            clusters_after: multi_clusters(&after),
+        })
+    }
+
+    /// Recomputes the clusters when they were made under other rules or another
+    /// threshold, or some story has none (a store from before clusters were stored).
+    pub fn ensure_clusters(&self, params: &Params) -> Result<Option<ReclusterReport>, StoreError> {
+        let current = {
+            let conn = self.conn();
+            let stamp: Option<String> = conn
+                .query_row("SELECT value FROM meta WHERE key = 'clusters'", [], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let unassigned: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM stories WHERE cluster IS NULL",
+                [],
+                |r| r.get(0),
+            )?;
+            stamp.as_deref() == Some(cluster_stamp(params).as_str()) && unassigned == 0
+        };
+        if current {
+            return Ok(None);
+        }
+        tracing::info!("duplicate clusters missing or made with other settings; recomputing");
+        self.recluster(params).map(Some)
+    }
+
+    /// Clusters of two or more stories among the stories published in `range`: for each,
+    /// the ids of its members in range, in publication order.
+    pub fn clusters_in_range(
+        &self,
+        range: crate::domain::DateRange,
+    ) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+        let (since, until) = range.days();
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT s.cluster, s.id FROM stories s
+             WHERE (?1 IS NULL OR s.day >= ?1) AND (?2 IS NULL OR s.day <= ?2)
+               AND s.cluster IS NOT NULL
+               AND EXISTS (SELECT 1 FROM stories o WHERE o.cluster = s.cluster AND o.id != s.id)
+             ORDER BY s.ts, s.id",
+        )?;
+        let rows = stmt.query_map(params![since, until], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+        let mut at: HashMap<String, usize> = HashMap::new();
+        for row in rows {
+            let (cluster, id) = row?;
+            match at.get(&cluster) {
+                Some(&i) => groups[i].1.push(id),
+                None => {
+                    at.insert(cluster.clone(), groups.len());
+                    groups.push((cluster, vec![id]));
+                }
+            }
+        }
+        groups.retain(|(_, ids)| ids.len() >= 2);
+        Ok(groups)
+    }
+
+    /// The cluster of a story and all its members' ids, in publication order (`None` for
+    /// an unknown story).
+    pub fn cluster_of_story(&self, id: &str) -> Result<Option<(String, Vec<String>)>, StoreError> {
+        let conn = self.conn();
+        let Some(cluster) = cluster_of(&conn, id)? else {
+            return Ok(None);
+        };
+        let mut stmt =
+            conn.prepare_cached("SELECT id FROM stories WHERE cluster = ?1 ORDER BY ts, id")?;
+        let ids = stmt
+            .query_map([&cluster], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(Some((cluster, ids)))
+    }
+
+    /// The stored story vectors (normalised mean of each story's windows) of these ids.
+    pub fn story_vectors_of(&self, ids: &[&str]) -> Result<HashMap<String, Vec<f32>>, StoreError> {
+        let conn = self.conn();
+        let mut out = HashMap::with_capacity(ids.len());
+        for id in ids {
+            if let Some(m) = member(&conn, id, self.dimension)? {
+                out.insert(m.id, m.item.vector);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn assignments(conn: &Connection) -> Result<HashMap<String, String>, StoreError> {
+    let mut stmt = conn.prepare("SELECT id, COALESCE(cluster, '') FROM stories")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn multi_clusters(assigned: &HashMap<String, String>) -> usize {
+    let mut sizes: HashMap<&str, usize> = HashMap::new();
+    for c in assigned.values() {
+        *sizes.entry(c.as_str()).or_default() += 1;
+    }
+    sizes.values().filter(|&&n| n >= 2).count()
+}
+
+/// What the stored clusters were computed with.
+fn cluster_stamp(p: &Params) -> String {
+    format!(
+        "v{CLUSTER_VERSION} threshold={} url_bonus={} grace={} per_day={}",
+        p.threshold, p.same_url_bonus, p.grace_days, p.penalty_per_day
+    )
+}
+
+/// Whether the stored clusters were computed with these settings (a new, empty store
+/// counts as not: its first write stamps it).
+pub(crate) fn stamp_matches(conn: &Connection, params: &Params) -> Result<bool, StoreError> {
+    let stamp: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'clusters'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    Ok(stamp.as_deref() == Some(cluster_stamp(params).as_str()))
+}
+
+pub(crate) fn set_cluster_meta(conn: &Connection, params: &Params) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('clusters', ?1)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [cluster_stamp(params)],
+    )?;
+    Ok(())
+}
