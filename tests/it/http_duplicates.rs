@@ -163,7 +163,7 @@ async fn duplicates_lists_clusters_across_digests_newest_first() {
     );
     assert_eq!(clusters[0]["id"], atlas["id"], "Jan 9 is the newest");
 
-    // A date range keeps only the stories published in it.
+    // A date range keeps the stored clusters' members published in it (two or more).
     let recent = app
         .get_json("/v1/duplicates?since=2026-01-07&until=2026-01-09")
         .await;
@@ -171,9 +171,21 @@ async fn duplicates_lists_clusters_across_digests_newest_first() {
     assert!(recent
         .iter()
         .all(|c| !cluster_ids(c).contains(&ATLAS_STORY)));
-    assert!(recent
+    assert!(recent.iter().any(|c| cluster_ids(c)
+        == [
+            "d20260107-0000-03",
+            "d20260107-1200-01",
+            "d20260109-0800-01"
+        ]));
+    // The hf-mem cluster (Jan 6 and Jan 8) has one member in Jan 6-7: not listed.
+    let early = app
+        .get_json("/v1/duplicates?since=2026-01-06&until=2026-01-07")
+        .await;
+    assert!(early["clusters"]
+        .as_array()
+        .unwrap()
         .iter()
-        .any(|c| cluster_ids(c) == ["d20260107-1200-01", "d20260109-0800-01"]));
+        .all(|c| !cluster_ids(c).contains(&"d20260106-1200-02")));
     // An explicit min_score is accepted (identical texts score about 1).
     let strict = app.get_json("/v1/duplicates?min_score=0.99").await;
     assert!(strict["clusters"]

@@ -1,0 +1,287 @@
+//! storydex at archive scale: a store of synthetic stories (default 1,000,000) with real
+//! SQLite, usearch and stored duplicate clusters, then the HTTP routes over it.
+//!
+//! `scripts/bench-scale [STORIES]` runs it (`cargo bench --bench scale`). It prints: the
+//! ingest rate without the model and the per-story write time (storing, indexing and
+//! assigning the story's duplicate cluster); start-up to ready (opening the store: index
+//! and catalog); RSS; p50/p99/max of `POST /v1/search` (fake encoder: the model is left
+//! out), `GET /v1/stories/{id}/similar`, `GET /v1/duplicates` over 7 days and
+//! `GET /v1/stories/{id}/duplicates`; and recall@10 of the index against exact search.
+//! Run without `--bench` (as `cargo test --benches` does) it checks the same path on
+//! 3,000 stories. Vectors: see `common/mod.rs` (planted events over topics).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use storydex::cluster::Params;
+use storydex::corpus::{Digest, SourceKind, Story};
+use storydex::embed::fake::FakeEncoder;
+use storydex::embed::{Encoder, Window};
+use storydex::http::{AppState, ServeSettings};
+use storydex::store::{NewStory, Store};
+use time::OffsetDateTime;
+
+const EPOCH: i64 = 1_262_304_000; // 2010-01-01: forty years of digests fit after it
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn quantiles(mut v: Vec<Duration>) -> String {
+    v.sort();
+    let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0;
+    format!(
+        "p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms  (n={})",
+        q(0.5),
+        q(0.9),
+        q(0.99),
+        q(1.0),
+        v.len()
+    )
+}
+
+fn time_of(slot_seconds: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(EPOCH + slot_seconds).expect("time in range")
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let stories: usize = std::env::var("STORYDEX_SCALE_STORIES")
+        .ok()
+        .and_then(|s| s.replace('_', "").parse().ok())
+        .unwrap_or(if full { 1_000_000 } else { 3_000 });
+    let copies = 3;
+    let events = stories / copies;
+    let days = (stories / 60).max(30);
+    let dir = match std::env::var("STORYDEX_SCALE_DIR") {
+        Ok(d) => {
+            let _ = std::fs::remove_dir_all(&d);
+            std::path::PathBuf::from(d)
+        }
+        Err(_) => tempfile::tempdir().expect("temp dir").keep(),
+    };
+    println!(
+        "{stories} stories ({events} events x {copies} copies over {days} days) in {}",
+        dir.display()
+    );
+
+    let planted = common::planted(events, copies, days, 7);
+    let mut order: Vec<usize> = (0..planted.items.len()).collect();
+    order.sort_by_key(|&i| (planted.items[i].time, i));
+    let encoder = Arc::new(FakeEncoder::new(common::DIM));
+    let params = Params::with_threshold(common::THRESHOLD);
+
+    // 1. Ingest in publication order, one digest per write, as the digests arrive.
+    let store = Store::open(&dir, encoder.model_id(), encoder.dimension()).expect("store");
+    let started = Instant::now();
+    let mut per_story = Vec::new();
+    let mut done = 0usize;
+    let mut at = 0;
+    while at < order.len() {
+        let digest = planted.items[order[at]].digest.clone();
+        let mut end = at;
+        while end < order.len() && planted.items[order[end]].digest == digest {
+            end += 1;
+        }
+        let slot: i64 = digest[1..].parse().expect("digest ids are d<slot>");
+        store
+            .put_digest(&Digest {
+                id: digest.clone(),
+                kind: SourceKind::Digest,
+                title: format!("digest {digest}"),
+                published: Some(time_of(slot * common::DIGEST_SECONDS)),
+                categories: vec!["AI".into()],
+                source: format!("{digest}.md"),
+            })
+            .expect("put digest");
+        let batch_stories: Vec<Story> = order[at..end]
+            .iter()
+            .enumerate()
+            .map(|(n, &i)| {
+                let text = format!("story {i} of event {}", planted.event[i]);
+                Story {
+                    id: format!("s{i:07}"),
+                    digest_id: digest.clone(),
+                    position: n as u32 + 1,
+                    headline: text.clone(),
+                    author: None,
+                    url: Some(format!("https://example.com/{i}")),
+                    published: Some(time_of(slot * common::DIGEST_SECONDS)),
+                    tags: Vec::new(),
+                    display: text.clone(),
+                    text,
+                }
+            })
+            .collect();
+        let batch: Vec<NewStory<'_>> = batch_stories
+            .iter()
+            .zip(&order[at..end])
+            .map(|(story, &i)| NewStory {
+                story,
+                hash: story.id.clone(),
+                windows: vec![Window {
+                    start: 0,
+                    end: story.text.len(),
+                    tokens: 16,
+                    vector: planted.items[i].vector.clone(),
+                }],
+            })
+            .collect();
+        let t = Instant::now();
+        store.put_stories(&batch, &params).expect("put stories");
+        let each = t.elapsed() / batch.len() as u32;
+        per_story.extend(std::iter::repeat_n(each, batch.len()));
+        done += batch.len();
+        at = end;
+        if done % 100_000 < batch.len() {
+            eprintln!(
+                "  {done} stored, {:.0} stories/s, RSS {:.0} MiB",
+                done as f64 / started.elapsed().as_secs_f64(),
+                rss_mib()
+            );
+        }
+    }
+    let ingest = started.elapsed();
+    store.save_index().expect("save index");
+    println!(
+        "ingest without the model: {:.0} stories/s ({:.1} s); per story (store + index + cluster): {}",
+        stories as f64 / ingest.as_secs_f64(),
+        ingest.as_secs_f64(),
+        quantiles(per_story.clone())
+    );
+    drop(store);
+
+    // 2. Start-up: open the store as `storydex serve` does (index, catalog, checks).
+    let rss_before = rss_mib();
+    let started = Instant::now();
+    let store = Arc::new(Store::open(&dir, encoder.model_id(), encoder.dimension()).expect("open"));
+    store.ensure_clusters(&params).expect("clusters");
+    let startup = started.elapsed();
+    println!(
+        "start-up to ready: {:.2} s; RSS {:.0} MiB (before opening {:.0} MiB)",
+        startup.as_secs_f64(),
+        rss_mib(),
+        rss_before
+    );
+
+    // 3. Recall@10 of the index against exact search, on 200 stored vectors as queries.
+    let probes: Vec<usize> = (0..200).map(|i| (i * 7919) % planted.items.len()).collect();
+    let mut recall = 0.0;
+    for &p in &probes {
+        let q = &planted.items[p].vector;
+        let mut exact: Vec<(f32, usize)> = planted
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, it)| (storydex::embed::dot(q, &it.vector), i))
+            .collect();
+        exact.select_nth_unstable_by(10, |a, b| b.0.total_cmp(&a.0));
+        let threshold = {
+            let mut top: Vec<f32> = exact[..10].iter().map(|e| e.0).collect();
+            top.sort_by(|a, b| b.total_cmp(a));
+            top[9]
+        };
+        // Window keys are not the planted indices: compare by score (ties are equal).
+        let got_scores: Vec<f32> = store
+            .search_windows(q, 10, |_| true)
+            .expect("search")
+            .into_iter()
+            .map(|h| h.score)
+            .collect();
+        let hits = got_scores
+            .iter()
+            .filter(|&&s| s >= threshold - 1e-6)
+            .count();
+        recall += hits.min(10) as f64 / 10.0;
+    }
+    println!(
+        "recall@10 of the index against exact search: {:.3}",
+        recall / probes.len() as f64
+    );
+
+    // 4. The HTTP routes, one connection, the model left out (fake encoder).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let state = AppState::new(&ServeSettings::default());
+    state
+        .set_ready(Arc::clone(&store), encoder.clone(), common::THRESHOLD)
+        .expect("ready");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(storydex::http::serve(listener, state, async move {
+        let _ = rx.await;
+    }));
+    let client = reqwest::blocking::Client::new();
+    let get = |path: &str| {
+        let t = Instant::now();
+        let r = client.get(format!("{base}{path}")).send().expect("request");
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        let _ = r.bytes();
+        t.elapsed()
+    };
+    let n = if full { 500 } else { 50 };
+    let ids: Vec<String> = (0..n)
+        .map(|i| format!("s{:07}", (i * 104_729) % planted.items.len()))
+        .collect();
+    let mut similar = Vec::new();
+    let mut story_dups = Vec::new();
+    for id in &ids {
+        similar.push(get(&format!("/v1/stories/{id}/similar?k=10")));
+        story_dups.push(get(&format!("/v1/stories/{id}/duplicates")));
+    }
+    let mut week = Vec::new();
+    for i in 0..n {
+        let day = (i * 37) % days.saturating_sub(7).max(1);
+        let since = time_of(day as i64 * 86_400).date();
+        let until = time_of((day + 6) as i64 * 86_400).date();
+        week.push(get(&format!("/v1/duplicates?since={since}&until={until}")));
+    }
+    let mut search = Vec::new();
+    for i in 0..n {
+        let t = Instant::now();
+        let r = client
+            .post(format!("{base}/v1/search"))
+            .json(&serde_json::json!({"query": format!("event {i} robots"), "k": 10, "mode": "vector"}))
+            .send()
+            .expect("search");
+        assert!(r.status().is_success());
+        let _ = r.bytes();
+        search.push(t.elapsed());
+    }
+    println!(
+        "POST /v1/search (vector mode, fake encoder)  {}",
+        quantiles(search)
+    );
+    println!(
+        "GET /v1/stories/{{id}}/similar               {}",
+        quantiles(similar)
+    );
+    println!(
+        "GET /v1/duplicates, 7 days                   {}",
+        quantiles(week)
+    );
+    println!(
+        "GET /v1/stories/{{id}}/duplicates            {}",
+        quantiles(story_dups)
+    );
+    println!("RSS after the requests: {:.0} MiB", rss_mib());
+    let _ = tx.send(());
+    let _ = runtime.block_on(server);
+    if std::env::var("STORYDEX_SCALE_DIR").is_err() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
