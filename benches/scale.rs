@@ -61,9 +61,14 @@ fn main() {
     let copies = 3;
     let events = stories / copies;
     let days = (stories / 60).max(30);
+    // STORYDEX_SCALE_REUSE=1: measure a store an earlier run left in STORYDEX_SCALE_DIR,
+    // in a fresh process (so RSS is the store's, not the generator's).
+    let reuse = std::env::var("STORYDEX_SCALE_REUSE").is_ok_and(|v| v == "1");
     let dir = match std::env::var("STORYDEX_SCALE_DIR") {
         Ok(d) => {
-            let _ = std::fs::remove_dir_all(&d);
+            if !reuse {
+                let _ = std::fs::remove_dir_all(&d);
+            }
             std::path::PathBuf::from(d)
         }
         Err(_) => tempfile::tempdir().expect("temp dir").keep(),
@@ -72,15 +77,33 @@ fn main() {
         "{stories} stories ({events} events x {copies} copies over {days} days) in {}",
         dir.display()
     );
-
-    let planted = common::planted(events, copies, days, 7);
-    let mut order: Vec<usize> = (0..planted.items.len()).collect();
-    order.sort_by_key(|&i| (planted.items[i].time, i));
     let encoder = Arc::new(FakeEncoder::new(common::DIM));
     let params = Params::with_threshold(common::THRESHOLD);
+    if !reuse {
+        ingest(&dir, events, copies, days, &encoder, &params);
+    }
+    measure(&dir, stories, days, full, &encoder, &params);
+    if std::env::var("STORYDEX_SCALE_DIR").is_err() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// Writes the planted stories in publication order, one digest per write.
+fn ingest(
+    dir: &std::path::Path,
+    events: usize,
+    copies: usize,
+    days: usize,
+    encoder: &Arc<FakeEncoder>,
+    params: &Params,
+) {
+    let planted = common::planted(events, copies, days, 7);
+    let stories = planted.items.len();
+    let mut order: Vec<usize> = (0..planted.items.len()).collect();
+    order.sort_by_key(|&i| (planted.items[i].time, i));
 
     // 1. Ingest in publication order, one digest per write, as the digests arrive.
-    let store = Store::open(&dir, encoder.model_id(), encoder.dimension()).expect("store");
+    let store = Store::open(dir, encoder.model_id(), encoder.dimension()).expect("store");
     let started = Instant::now();
     let mut per_story = Vec::new();
     let mut done = 0usize;
@@ -136,7 +159,7 @@ fn main() {
             })
             .collect();
         let t = Instant::now();
-        store.put_stories(&batch, &params).expect("put stories");
+        store.put_stories(&batch, params).expect("put stories");
         let each = t.elapsed() / batch.len() as u32;
         per_story.extend(std::iter::repeat_n(each, batch.len()));
         done += batch.len();
@@ -157,54 +180,28 @@ fn main() {
         ingest.as_secs_f64(),
         quantiles(per_story.clone())
     );
-    drop(store);
+}
 
+/// Start-up, RSS, recall and the routes, over the store in `dir`.
+fn measure(
+    dir: &std::path::Path,
+    stories: usize,
+    days: usize,
+    full: bool,
+    encoder: &Arc<FakeEncoder>,
+    params: &Params,
+) {
     // 2. Start-up: open the store as `storydex serve` does (index, catalog, checks).
     let rss_before = rss_mib();
     let started = Instant::now();
-    let store = Arc::new(Store::open(&dir, encoder.model_id(), encoder.dimension()).expect("open"));
-    store.ensure_clusters(&params).expect("clusters");
+    let store = Arc::new(Store::open(dir, encoder.model_id(), encoder.dimension()).expect("open"));
+    store.ensure_clusters(params).expect("clusters");
     let startup = started.elapsed();
     println!(
         "start-up to ready: {:.2} s; RSS {:.0} MiB (before opening {:.0} MiB)",
         startup.as_secs_f64(),
         rss_mib(),
         rss_before
-    );
-
-    // 3. Recall@10 of the index against exact search, on 200 stored vectors as queries.
-    let probes: Vec<usize> = (0..200).map(|i| (i * 7919) % planted.items.len()).collect();
-    let mut recall = 0.0;
-    for &p in &probes {
-        let q = &planted.items[p].vector;
-        let mut exact: Vec<(f32, usize)> = planted
-            .items
-            .iter()
-            .enumerate()
-            .map(|(i, it)| (storydex::embed::dot(q, &it.vector), i))
-            .collect();
-        exact.select_nth_unstable_by(10, |a, b| b.0.total_cmp(&a.0));
-        let threshold = {
-            let mut top: Vec<f32> = exact[..10].iter().map(|e| e.0).collect();
-            top.sort_by(|a, b| b.total_cmp(a));
-            top[9]
-        };
-        // Window keys are not the planted indices: compare by score (ties are equal).
-        let got_scores: Vec<f32> = store
-            .search_windows(q, 10, |_| true)
-            .expect("search")
-            .into_iter()
-            .map(|h| h.score)
-            .collect();
-        let hits = got_scores
-            .iter()
-            .filter(|&&s| s >= threshold - 1e-6)
-            .count();
-        recall += hits.min(10) as f64 / 10.0;
-    }
-    println!(
-        "recall@10 of the index against exact search: {:.3}",
-        recall / probes.len() as f64
     );
 
     // 4. The HTTP routes, one connection, the model left out (fake encoder).
@@ -235,7 +232,7 @@ fn main() {
     };
     let n = if full { 500 } else { 50 };
     let ids: Vec<String> = (0..n)
-        .map(|i| format!("s{:07}", (i * 104_729) % planted.items.len()))
+        .map(|i| format!("s{:07}", (i * 104_729) % stories))
         .collect();
     let mut similar = Vec::new();
     let mut story_dups = Vec::new();
@@ -281,7 +278,30 @@ fn main() {
     println!("RSS after the requests: {:.0} MiB", rss_mib());
     let _ = tx.send(());
     let _ = runtime.block_on(server);
-    if std::env::var("STORYDEX_SCALE_DIR").is_err() {
-        let _ = std::fs::remove_dir_all(&dir);
+    // 5. Recall@10 of the index against exact search over the stored story vectors (one
+    // window per story here), 200 stored vectors as queries. Last: it loads them all.
+    let all = store.story_vectors().expect("vectors");
+    let probes: Vec<usize> = (0..200).map(|i| (i * 7919) % all.len()).collect();
+    let mut recall = 0.0;
+    for &p in &probes {
+        let q = &all[p].vector;
+        let mut exact: Vec<f32> = all
+            .iter()
+            .map(|s| storydex::embed::dot(q, &s.vector))
+            .collect();
+        exact.select_nth_unstable_by(9, |a, b| b.total_cmp(a));
+        let tenth = exact[..10].iter().copied().fold(f32::MAX, f32::min);
+        // Window keys are not story indices: compare by score (ties are equal).
+        let hits = store
+            .search_windows(q, 10, |_| true)
+            .expect("search")
+            .into_iter()
+            .filter(|h| h.score >= tenth - 1e-6)
+            .count();
+        recall += hits.min(10) as f64 / 10.0;
     }
+    println!(
+        "recall@10 of the index against exact search: {:.3}",
+        recall / probes.len() as f64
+    );
 }

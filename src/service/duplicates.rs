@@ -145,20 +145,26 @@ impl Service {
         min_score: Option<f32>,
     ) -> Result<Vec<DuplicateCluster>, ServiceError> {
         let params = self.params(min_score)?;
-        let groups: Vec<Vec<(String, f32)>> = if params == self.cluster_params() {
-            self.store
-                .clusters_in_range(range)?
-                .into_iter()
-                .map(|(_, ids)| self.centroid_scores(&ids))
-                .collect::<Result<_, _>>()?
+        let mut out = Vec::new();
+        if params == self.cluster_params() {
+            for (_, members) in self.store.clusters_in_range(range)? {
+                let centroid =
+                    crate::embed::mean_unit_vector(members.iter().map(|(_, v)| v.as_slice()));
+                let scored = members
+                    .into_iter()
+                    .map(|(story, v)| {
+                        let score = cluster::dot(&v, &centroid);
+                        (story, score)
+                    })
+                    .collect();
+                out.push(describe(scored));
+            }
         } else {
-            self.cluster_ids(range, params)?
-        };
-        let mut out = Vec::with_capacity(groups.len());
-        for group in groups {
-            let members = self.members(&group)?;
-            if members.len() >= 2 {
-                out.push(describe(members));
+            for group in self.cluster_ids(range, params)? {
+                let members = self.members(&group)?;
+                if members.len() >= 2 {
+                    out.push(describe(members));
+                }
             }
         }
         out.sort_by(|a, b| {

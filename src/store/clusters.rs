@@ -42,6 +42,9 @@ impl Member {
     }
 }
 
+/// A cluster id and members: each stored story with its story vector.
+pub type ClusterMembers = (String, Vec<(super::StoredStory, Vec<f32>)>);
+
 /// What a recompute changed.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ReclusterReport {
@@ -227,36 +230,42 @@ impl Store {
     }
 
     /// Clusters of two or more stories among the stories published in `range`: for each,
-    /// the ids of its members in range, in publication order.
+    /// its members in range (in publication order) with their story vectors. One query.
     pub fn clusters_in_range(
         &self,
         range: crate::domain::DateRange,
-    ) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+    ) -> Result<Vec<ClusterMembers>, StoreError> {
         let (since, until) = range.days();
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT s.cluster, s.id FROM stories s
+        let mut stmt = conn.prepare_cached(&format!(
+            "{}, s.cluster, s.vector FROM stories s JOIN digests d ON d.id = s.digest_id
              WHERE (?1 IS NULL OR s.day >= ?1) AND (?2 IS NULL OR s.day <= ?2)
                AND s.cluster IS NOT NULL
                AND EXISTS (SELECT 1 FROM stories o WHERE o.cluster = s.cluster AND o.id != s.id)
              ORDER BY s.ts, s.id",
-        )?;
+            super::STORY_SELECT_COLUMNS
+        ))?;
         let rows = stmt.query_map(params![since, until], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            Ok((
+                super::story_from_row(r)?,
+                r.get::<_, String>(11)?,
+                r.get::<_, Vec<u8>>(12)?,
+            ))
         })?;
-        let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+        let mut groups: Vec<ClusterMembers> = Vec::new();
         let mut at: HashMap<String, usize> = HashMap::new();
         for row in rows {
-            let (cluster, id) = row?;
+            let (story, cluster, blob) = row?;
+            let member = (story?, blob_to_vector(&blob, self.dimension)?);
             match at.get(&cluster) {
-                Some(&i) => groups[i].1.push(id),
+                Some(&i) => groups[i].1.push(member),
                 None => {
                     at.insert(cluster.clone(), groups.len());
-                    groups.push((cluster, vec![id]));
+                    groups.push((cluster, vec![member]));
                 }
             }
         }
-        groups.retain(|(_, ids)| ids.len() >= 2);
+        groups.retain(|(_, members)| members.len() >= 2);
         Ok(groups)
     }
 

@@ -21,8 +21,8 @@ use time::OffsetDateTime;
 
 use crate::corpus::{Digest, SourceKind, Story};
 use crate::embed::Window;
-pub use clusters::ReclusterReport;
 use clusters::UNDATED_TS;
+pub use clusters::{ClusterMembers, ReclusterReport};
 use index::{IndexStamp, VectorIndex};
 
 #[derive(Debug, thiserror::Error)]
@@ -735,6 +735,11 @@ pub struct StoryVector {
 const STORY_SELECT: &str = "SELECT s.id, s.digest_id, d.title, s.position, s.headline, s.author,
         s.url, s.published, s.tags, s.display, s.text
     FROM stories s JOIN digests d ON d.id = s.digest_id";
+/// [`STORY_SELECT`] without its `FROM`, so a query can add columns (from index 11 on):
+/// `format!("{STORY_SELECT_COLUMNS}, extra FROM ...")` is completed by the caller's
+/// `FROM stories s JOIN digests d ...`.
+const STORY_SELECT_COLUMNS: &str = "SELECT s.id, s.digest_id, d.title, s.position, s.headline,
+        s.author, s.url, s.published, s.tags, s.display, s.text";
 const STORY_SELECT_BY_ID: &str = "SELECT s.id, s.digest_id, d.title, s.position, s.headline,
         s.author, s.url, s.published, s.tags, s.display, s.text
     FROM stories s JOIN digests d ON d.id = s.digest_id WHERE s.id = ?1";
