@@ -932,6 +932,16 @@ fn add_story_columns(conn: &Connection) -> Result<(), StoreError> {
 /// Fills `ts` and `vector` of stories stored before those columns existed (one
 /// transaction); their clusters are then computed by [`Store::ensure_clusters`].
 fn backfill_story_columns(conn: &mut Connection, dimension: usize) -> Result<(), StoreError> {
+    let done: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'story_columns'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if done.is_some() {
+        return Ok(()); // every write since fills them
+    }
     let tx = conn.transaction()?;
     let missing: Vec<(String, Option<String>)> = {
         let mut stmt =
@@ -957,6 +967,11 @@ fn backfill_story_columns(conn: &mut Connection, dimension: usize) -> Result<(),
             params![id, ts, vector_to_blob(&vector)],
         )?;
     }
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('story_columns', '1')
+         ON CONFLICT(key) DO NOTHING",
+        [],
+    )?;
     tx.commit()?;
     Ok(())
 }
