@@ -69,11 +69,16 @@ pub(crate) struct HitRow {
 impl HitRow {
     /// `query` marks its words in the snippet; `None` only escapes it.
     pub(crate) fn new(hit: StoryHit, query: Option<&str>) -> Self {
+        // A story's first window starts with its headline, which the row already shows.
+        let snippet = hit
+            .snippet
+            .strip_prefix(hit.story.headline.as_str())
+            .map_or(hit.snippet.as_str(), str::trim_start);
         let snippet_html = match query {
-            Some(q) => highlight(&hit.snippet, q),
+            Some(q) => highlight(snippet, q),
             None => {
                 let mut out = String::new();
-                escape(&hit.snippet, &mut out);
+                escape(snippet, &mut out);
                 out
             }
         };
