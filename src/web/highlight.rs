@@ -18,8 +18,8 @@ const MAX_CJK: usize = 8;
 
 /// Short words that would mark half of any English text.
 const STOPWORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "in", "is", "it", "of",
-    "on", "or", "the", "to", "was", "with",
+    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "in", "is", "it", "of", "on",
+    "or", "the", "to", "was", "with",
 ];
 
 /// HTML-escapes text for element content and quoted attribute values.
@@ -99,9 +99,10 @@ impl Terms {
     fn match_at(&self, chars: &[char], i: usize) -> Option<usize> {
         if is_cjk(chars[i]) {
             let longest = MAX_CJK.min(chars.len() - i);
-            return (2..=longest)
-                .rev()
-                .find(|&n| self.cjk.contains(&chars[i..i + n].iter().collect::<String>()));
+            return (2..=longest).rev().find(|&n| {
+                self.cjk
+                    .contains(&chars[i..i + n].iter().collect::<String>())
+            });
         }
         let at_word_start = i == 0 || !chars[i - 1].is_alphanumeric() || is_cjk(chars[i - 1]);
         if !at_word_start {
@@ -111,8 +112,7 @@ impl Terms {
             .iter()
             .find(|w| {
                 chars.len() - i >= w.len()
-                    && w
-                        .iter()
+                    && w.iter()
                         .zip(&chars[i..])
                         .all(|(a, b)| a.eq_ignore_ascii_case(b))
             })

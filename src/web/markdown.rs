@@ -124,8 +124,14 @@ mod tests {
         let html = render("Hello <script>alert(1)</script> and \"><img src=x onerror=alert(1)>");
         assert!(!html.contains("<script"), "{html}");
         assert!(!html.contains("<img"), "{html}");
-        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
-        assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"), "{html}");
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{html}"
+        );
+        assert!(
+            html.contains("&lt;img src=x onerror=alert(1)&gt;"),
+            "{html}"
+        );
 
         let block = render("<div onclick=\"x()\">\n<script>alert(1)</script>\n</div>");
         assert!(!block.contains("<div"), "{block}");
@@ -137,7 +143,10 @@ mod tests {
         let html = render("see [the **report**](javascript:alert(1)) and [ok](https://a.example/)");
         assert!(!html.contains("javascript"), "{html}");
         assert!(html.contains("the <strong>report</strong>"), "{html}");
-        assert!(html.contains("<a href=\"https://a.example/\">ok</a>"), "{html}");
+        assert!(
+            html.contains("<a href=\"https://a.example/\">ok</a>"),
+            "{html}"
+        );
 
         // Entities are decoded before the URL is checked.
         let html = render("[x](&#106;avascript:alert(1))");
@@ -149,7 +158,10 @@ mod tests {
         let html = render("![a chart](javascript:alert(1)) ![ok](https://a.example/i.png)");
         assert!(html.contains("a chart"), "{html}");
         assert!(!html.contains("javascript"), "{html}");
-        assert!(html.contains("<img src=\"https://a.example/i.png\" alt=\"ok\""), "{html}");
+        assert!(
+            html.contains("<img src=\"https://a.example/i.png\" alt=\"ok\""),
+            "{html}"
+        );
     }
 
     #[test]

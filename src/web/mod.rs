@@ -285,7 +285,10 @@ mod tests {
         for forged in [
             headers(&[("host", "127.0.0.1:8080"), ("sec-fetch-site", "cross-site")]),
             headers(&[("host", "127.0.0.1:8080"), ("sec-fetch-site", "same-site")]),
-            headers(&[("host", "127.0.0.1:8080"), ("origin", "https://evil.example")]),
+            headers(&[
+                ("host", "127.0.0.1:8080"),
+                ("origin", "https://evil.example"),
+            ]),
             headers(&[("host", "127.0.0.1:8080"), ("origin", "null")]),
             headers(&[("origin", "http://127.0.0.1:8080")]),
         ] {

@@ -21,7 +21,7 @@ use super::{render, same_origin, sentence, write_allowed, PageError};
 use crate::corpus::{self, ParseError, ParsedFile, SourceKind};
 use crate::domain::{DateRange, Invalid, QueryText, TopK};
 use crate::http::{ApiError, AppState};
-use crate::service::{CheckedIngest, Service, ServiceError};
+use crate::service::{CheckedIngest, SearchMode, Service, ServiceError};
 
 /// Where a draft from the page says it came from, in stored rows and messages.
 const PAGE_SOURCE: &str = "web page";
@@ -35,7 +35,12 @@ const SIMILAR_K: usize = 8;
 /// The duplicates page's default range: this many days up to the newest stored story.
 const DEFAULT_DAYS: i64 = 7;
 
-const SEARCH_MODES: &[(&str, &str)] = &[("vector", "语义 vector")];
+/// The search modes, default first: `value` for `mode=`, and a label for people.
+const SEARCH_MODES: &[(&str, &str)] = &[
+    ("hybrid", "混合 hybrid: meaning + exact words"),
+    ("vector", "语义 vector: meaning only"),
+    ("lexical", "关键词 lexical: exact words only"),
+];
 
 fn query_error(e: QueryRejection) -> ApiError {
     ApiError::InvalidQueryString(e.body_text())
@@ -82,7 +87,8 @@ pub(crate) async fn search(
         return Ok(render(StatusCode::OK, &page));
     }
     let started = std::time::Instant::now();
-    match run_search(&state, &page.q, &page.since, &page.until, params.k.as_deref()).await {
+    let k = params.k.as_deref();
+    match run_search(&state, &page.q, &page.since, &page.until, &page.mode, k).await {
         Ok(hits) => {
             page.searched = true;
             page.hits = hits;
@@ -116,15 +122,22 @@ async fn run_search(
     q: &str,
     since: &str,
     until: &str,
+    mode: &str,
     k: Option<&str>,
 ) -> Result<Vec<HitRow>, ApiError> {
     let k = top_k(k, SEARCH_K)?;
     let range = DateRange::parse(Some(since), Some(until))?;
+    let mode: SearchMode = mode.parse()?;
     let query = QueryText::new(q)?;
+    let vector = if mode.needs_vector() {
+        let text = query.clone();
+        Some(state.embed(move |e| e.embed_query(text.as_str())).await?)
+    } else {
+        None
+    };
     let text = query.clone();
-    let vector = state.embed(move |e| e.embed_query(text.as_str())).await?;
     let hits = state
-        .read(move |service| service.search_vector(&vector, k, range))
+        .read(move |service| service.search_with(&text, vector.as_deref(), k, range, mode))
         .await?;
     Ok(hits
         .into_iter()
@@ -308,7 +321,10 @@ async fn read_draft(state: &AppState, mut form: Multipart) -> Result<String, Api
     let mut text = String::new();
     let mut file: Option<Vec<u8>> = None;
     loop {
-        let field = form.next_field().await.map_err(|e| multipart_error(state, e))?;
+        let field = form
+            .next_field()
+            .await
+            .map_err(|e| multipart_error(state, e))?;
         let Some(field) = field else { break };
         match field.name() {
             Some("draft") => text = field.text().await.map_err(|e| multipart_error(state, e))?,

@@ -41,6 +41,18 @@ fn score(s: f32) -> String {
     format!("{s:.3}")
 }
 
+/// What a search score is made of: `cosine 0.832 · BM25 7.1`.
+fn detail(cosine: Option<f32>, bm25: Option<f32>) -> String {
+    let parts: Vec<String> = [
+        cosine.map(|c| format!("cosine {c:.3}")),
+        bm25.map(|b| format!("BM25 {b:.1}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    parts.join(" · ")
+}
+
 /// The first `chars` characters of a story's text after its headline, for lists.
 fn excerpt(text: &str, chars: usize) -> String {
     let body = text.split_once('\n').map_or(text, |(_, rest)| rest).trim();
@@ -92,7 +104,7 @@ impl HitRow {
             digest_title: s.digest_title,
             when: when(s.published),
             score: score(hit.score),
-            detail: String::new(),
+            detail: detail(hit.cosine, hit.bm25),
             snippet_html,
         }
     }
@@ -141,7 +153,11 @@ impl StoryRow {
     }
 
     pub(crate) fn coverage(c: Coverage) -> Self {
-        Self::scored(c.story, c.score)
+        let reason = c.reason.describe();
+        Self {
+            reason,
+            ..Self::scored(c.story, c.score)
+        }
     }
 }
 
@@ -156,7 +172,11 @@ pub(crate) struct ClusterRow {
 
 impl ClusterRow {
     pub(crate) fn new(c: DuplicateCluster, current: Option<&str>) -> Self {
-        let mut digests: Vec<&str> = c.stories.iter().map(|(s, _)| s.digest_id.as_str()).collect();
+        let mut digests: Vec<&str> = c
+            .stories
+            .iter()
+            .map(|(s, _)| s.digest_id.as_str())
+            .collect();
         digests.sort_unstable();
         digests.dedup();
         let digests = digests.len();

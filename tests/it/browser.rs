@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use storydex::embed::Encoder;
 use storydex::http::{AppState, ServeSettings};
-use storydex::service::Service;
+use storydex::service::{Service, Tuning};
 use storydex::store::Store;
 
 use crate::helpers::{real_encoder, real_model_dir, sample_dir, ATLAS_STORY, SAMPLE_REPEATS};
@@ -36,10 +36,8 @@ fn repo() -> &'static Path {
 
 /// `node`, the script and Chromium, or a panic that says how to get what is missing.
 fn browser_tools() -> (PathBuf, PathBuf) {
-    let chromium = std::env::var_os("CHROMIUM").map_or_else(
-        || PathBuf::from("/usr/bin/chromium"),
-        PathBuf::from,
-    );
+    let chromium = std::env::var_os("CHROMIUM")
+        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
     assert!(
         chromium.is_file(),
         "{} is missing: install Debian's chromium (`apt-get install -y chromium`; \
@@ -112,7 +110,7 @@ async fn an_editor_finds_checks_and_publishes_stories_in_a_real_browser() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("store");
     let encoder = real_encoder();
-    let threshold = encoder.spec().thresholds.duplicate;
+    let tuning = Tuning::from_spec(encoder.spec());
 
     // The whole sample, embedded with the real model; then what the script expects to
     // see, read from the store rather than copied by hand.
@@ -122,7 +120,7 @@ async fn an_editor_finds_checks_and_publishes_stories_in_a_real_browser() {
             let store = Arc::new(
                 Store::open(&data, encoder.model_id(), encoder.dimension()).expect("store"),
             );
-            let service = Service::new(Arc::clone(&store), encoder, threshold);
+            let service = Service::new(Arc::clone(&store), encoder, tuning);
             let report = service
                 .ingest_paths(&[sample_dir()], &AtomicBool::new(false), &mut |_| {})
                 .expect("ingest the sample");
@@ -171,9 +169,7 @@ async fn an_editor_finds_checks_and_publishes_stories_in_a_real_browser() {
         api_key: Some(KEY.to_owned()),
         ..ServeSettings::default()
     });
-    state
-        .set_ready(store, encoder, threshold)
-        .expect("set ready");
+    state.set_ready(store, encoder, tuning).expect("set ready");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

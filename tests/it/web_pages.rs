@@ -76,7 +76,10 @@ async fn every_page_answers_html_in_chinese_with_its_assets_from_the_binary() {
     }
     let css = app.get("/static/style.css").await;
     assert_eq!(css.status(), 200);
-    assert!(css.headers()[CONTENT_TYPE].to_str().unwrap().starts_with("text/css"));
+    assert!(css.headers()[CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/css"));
     assert!(css.text().await.unwrap().contains("WenQuanYi Micro Hei"));
     let page = app.get("/").await;
     let csp = page.headers()["content-security-policy"].to_str().unwrap();
@@ -88,11 +91,17 @@ async fn page_errors_are_sentences_not_json() {
     let app = spawn_app().await;
     let (status, body) = page(&app, "/stories/no-such-story").await;
     assert_eq!(status, 404);
-    assert!(body.contains("There is no story with the id “no-such-story”"), "{body}");
+    assert!(
+        body.contains("There is no story with the id “no-such-story”"),
+        "{body}"
+    );
 
     let (status, body) = page(&app, "/?q=Atlas&since=yesterday").await;
     assert_eq!(status, 400);
-    assert!(body.contains("Since must be a date like 2026-01-06"), "{body}");
+    assert!(
+        body.contains("Since must be a date like 2026-01-06"),
+        "{body}"
+    );
     // The form keeps what was typed.
     assert!(body.contains("value=\"Atlas\""), "{body}");
 
@@ -150,7 +159,10 @@ async fn publishing_needs_the_key_in_the_form_and_never_happens_on_a_get() {
     let (status, body) = html(publish(&app, &draft, "", None).await).await;
     assert_eq!(status, 401);
     assert!(body.contains("needs its write key"), "{body}");
-    assert!(body.contains("wombat story number 1"), "the draft is kept: {body}");
+    assert!(
+        body.contains("wombat story number 1"),
+        "the draft is kept: {body}"
+    );
 
     let (status, body) = html(publish(&app, &draft, "not-the-key", None).await).await;
     assert_eq!(status, 401);
@@ -158,7 +170,11 @@ async fn publishing_needs_the_key_in_the_form_and_never_happens_on_a_get() {
 
     let query = format!("/publish?draft={}&key={KEY}", "x");
     let response = app.get(&query).await;
-    assert_eq!(response.url().path(), "/check", "a GET only leads to the form");
+    assert_eq!(
+        response.url().path(),
+        "/check",
+        "a GET only leads to the form"
+    );
     assert_eq!(app.get(digest).await.status(), 404, "nothing was stored");
 
     let (status, body) = html(publish(&app, &draft, KEY, None).await).await;
@@ -192,12 +208,7 @@ async fn stored_markup_is_shown_as_text_on_every_page() {
     let (status, body) = html(publish(&app, draft, "", None).await).await;
     assert_eq!(status, 201, "{body}");
     let story = "/stories/d20260203-0800-01";
-    for path in [
-        story,
-        "/digests/d20260203-0800",
-        "/digests",
-        "/?q=quokka",
-    ] {
+    for path in [story, "/digests/d20260203-0800", "/digests", "/?q=quokka"] {
         let (status, body) = page(&app, path).await;
         assert_eq!(status, 200, "{path}");
         assert!(!body.contains("<script>alert"), "{path}: {body}");
@@ -206,7 +217,16 @@ async fn stored_markup_is_shown_as_text_on_every_page() {
     }
     let (_, body) = page(&app, story).await;
     // askama escapes with numeric references, pulldown-cmark with named ones.
-    assert!(body.contains("&#60;script&#62;alert(1)&#60;/script&#62;quokka"), "{body}");
-    assert!(body.contains("\"&gt;&lt;img src=x onerror=alert(2)&gt;"), "{body}");
-    assert!(body.contains("<a href=\"https://example.org/ok\">a good one</a>"), "{body}");
+    assert!(
+        body.contains("&#60;script&#62;alert(1)&#60;/script&#62;quokka"),
+        "{body}"
+    );
+    assert!(
+        body.contains("\"&gt;&lt;img src=x onerror=alert(2)&gt;"),
+        "{body}"
+    );
+    assert!(
+        body.contains("<a href=\"https://example.org/ok\">a good one</a>"),
+        "{body}"
+    );
 }
