@@ -19,7 +19,7 @@ pub(crate) fn safe_url(url: &str) -> Option<&str> {
         .chars()
         .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
         .collect();
-    let scheme_end = seen.find(|c: char| matches!(c, ':' | '/' | '?' | '#'));
+    let scheme_end = seen.find([':', '/', '?', '#']);
     match scheme_end {
         Some(i) if seen[i..].starts_with(':') => {
             let scheme = seen[..i].to_ascii_lowercase();
