@@ -230,3 +230,66 @@ async fn stored_markup_is_shown_as_text_on_every_page() {
         "{body}"
     );
 }
+
+/// A `multipart/form-data` body as the check form sends it without JavaScript.
+fn check_form(draft: &str, file: &str) -> (String, String) {
+    const BOUNDARY: &str = "storydex-test-boundary";
+    let body = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"draft\"\r\n\r\n{draft}\r\n\
+         --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"draft.md\"\r\n\
+         Content-Type: text/markdown\r\n\r\n{file}\r\n--{BOUNDARY}--\r\n"
+    );
+    (format!("multipart/form-data; boundary={BOUNDARY}"), body)
+}
+
+async fn check(app: &TestApp, draft: &str, file: &str) -> (u16, String) {
+    let (content_type, body) = check_form(draft, file);
+    let response = app
+        .client
+        .post(app.url("/check"))
+        .header(CONTENT_TYPE, content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("POST /check");
+    html(response).await
+}
+
+#[tokio::test]
+async fn a_picked_file_is_checked_without_javascript() {
+    let app = spawn_app().await;
+    let draft = make_digest("2026-02-04T08:00:00+08:00", "platypus", 3);
+    let (status, body) = check(&app, "", &draft).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("3 条 items"), "{body}");
+    for i in 1..=3 {
+        assert!(
+            body.contains(&format!("platypus story number {i}")),
+            "{body}"
+        );
+    }
+    // The file's text is put in the box, so it can be edited and published.
+    assert!(body.contains("The platypus report 1 describes"), "{body}");
+    assert!(body.contains("发布 Publish"), "{body}");
+    assert_eq!(
+        app.get("/v1/digests/d20260204-0800").await.status(),
+        404,
+        "a check stores nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_draft_that_does_not_parse_names_its_line_and_stays_in_the_box() {
+    let app = spawn_app().await;
+    let broken = "---\ntitle: \"no date here\"\n---\n\n1.  [Head](https://example.org/1)\n";
+    let (status, body) = check(&app, broken, "").await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("The draft could not be read: line"), "{body}");
+    assert!(body.contains("date:"), "{body}");
+    assert!(body.contains("no date here"), "the draft is kept: {body}");
+    assert!(!body.contains("发布 Publish"), "nothing to publish: {body}");
+
+    let (status, body) = check(&app, "  ", "").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("There is no draft to check"), "{body}");
+}
