@@ -14,3 +14,4 @@ pub mod http;
 pub mod lexical;
 pub mod service;
 pub mod store;
+mod web;

@@ -271,6 +271,7 @@ pub fn router(state: AppState) -> Router {
             get(handlers::digests).post(handlers::create_digest),
         )
         .route("/v1/digests/{id}", get(handlers::digest))
+        .merge(crate::web::router())
         .fallback(handlers::route_not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         // `Router::layer` wraps each route, so the metrics see the matched template.

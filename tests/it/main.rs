@@ -3,10 +3,12 @@
 //! and `ingest` drive the service and store with the real model. Tests that need the
 //! model fail, naming `scripts/fetch-model`, when `models/multilingual-e5-small/` is
 //! absent. The hf-hub download path has its own binary (`tests/hub_mirror.rs`) because
-//! it sets process-wide environment variables.
+//! it sets process-wide environment variables. `web_pages` checks the web page over HTTP;
+//! `browser` drives it in headless Chromium with the real model (`tests/browser/`).
 
 mod helpers;
 
+mod browser;
 mod http_api;
 mod http_auth;
 mod http_duplicates;
@@ -16,3 +18,4 @@ mod http_real;
 mod ingest;
 mod real_duplicates;
 mod real_model;
+mod web_pages;
