@@ -476,11 +476,19 @@ fn densest_start(chars: &[char], query: &str) -> usize {
     // Back to a sentence start within 60 characters, else 20 characters of context.
     let pos = best.1;
     let floor = pos.saturating_sub(60);
-    (floor..pos)
+    let start = (floor..pos)
         .rev()
         .find(|&i| matches!(chars[i], '。' | '！' | '？' | '\n' | '.' | '!' | '?'))
         .map_or(pos.saturating_sub(20), |i| i + 1)
-        .min(chars.len().saturating_sub(SNIPPET_CHARS))
+        .min(chars.len().saturating_sub(SNIPPET_CHARS));
+    // Never start inside a Latin word ("…on Dynamics"): back to its first letter.
+    let mut start = start;
+    let latin = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    let limit = start.saturating_sub(24);
+    while start > limit && latin(chars[start - 1]) && latin(chars[start]) {
+        start -= 1;
+    }
+    start
 }
 
 #[cfg(test)]
@@ -503,6 +511,17 @@ mod tests {
         assert_eq!(s.chars().count(), SNIPPET_CHARS + 1);
         assert!(s.ends_with('…'));
         assert_eq!(snippet("short text", 0, 10, Some("text")), "short text");
+    }
+
+    #[test]
+    fn snippets_never_start_inside_a_latin_word() {
+        let text = format!(
+            "{}。Boston Dynamics推出新款Atlas人形机器人。{}",
+            "无关".repeat(300),
+            "其他".repeat(300)
+        );
+        let s = snippet(&text, 0, text.len(), Some("人形机器人"));
+        assert!(s.starts_with("…Boston Dynamics"), "{s}");
     }
 
     #[test]
