@@ -470,9 +470,23 @@ pub(crate) async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(super::ApiDoc::openapi())
 }
 
-pub(crate) async fn route_not_found(uri: Uri) -> ApiError {
-    ApiError::RouteNotFound {
+/// An unknown path: the JSON error for API clients, a readable page for a browser
+/// (outside `/v1/`, when it asks for HTML).
+pub(crate) async fn route_not_found(
+    uri: Uri,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    let error = ApiError::RouteNotFound {
         path: uri.path().to_owned(),
+    };
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if wants_html && !uri.path().starts_with("/v1/") {
+        crate::web::PageError(error).into_response()
+    } else {
+        error.into_response()
     }
 }
 

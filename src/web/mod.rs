@@ -90,7 +90,7 @@ async fn security_headers(mut response: Response) -> Response {
 
 /// A page, or the error page. Failures of form pages are shown inside the form instead
 /// (the editor's draft must survive a typo), so this is for the rest.
-pub(crate) struct PageError(ApiError);
+pub(crate) struct PageError(pub(crate) ApiError);
 
 impl From<ApiError> for PageError {
     fn from(e: ApiError) -> Self {

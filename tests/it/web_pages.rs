@@ -293,3 +293,28 @@ async fn a_draft_that_does_not_parse_names_its_line_and_stays_in_the_box() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("There is no draft to check"), "{body}");
 }
+
+#[tokio::test]
+async fn an_unknown_page_is_a_readable_sentence_for_a_browser_and_json_for_the_api() {
+    let app = crate::helpers::spawn_app().await;
+    let page = app
+        .client
+        .get(app.url("/no-such-page"))
+        .header("Accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(page.status(), 404);
+    let body = page.text().await.expect("body");
+    assert!(body.contains("<html"), "{body}");
+    assert!(!body.contains("\"code\""), "{body}");
+    let api = app
+        .client
+        .get(app.url("/v1/no-such-route"))
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(api.status(), 404);
+    assert!(api.text().await.expect("body").contains("route_not_found"));
+}
