@@ -282,26 +282,38 @@ fn measure(
     // window per story here), 200 stored vectors as queries. Last: it loads them all.
     let all = store.story_vectors().expect("vectors");
     let probes: Vec<usize> = (0..200).map(|i| (i * 7919) % all.len()).collect();
-    let mut recall = 0.0;
-    for &p in &probes {
-        let q = &all[p].vector;
-        let mut exact: Vec<f32> = all
-            .iter()
-            .map(|s| storydex::embed::dot(q, &s.vector))
-            .collect();
-        exact.select_nth_unstable_by(9, |a, b| b.total_cmp(a));
-        let tenth = exact[..10].iter().copied().fold(f32::MAX, f32::min);
-        // Window keys are not story indices: compare by score (ties are equal).
-        let hits = store
-            .search_windows(q, 10, |_| true)
-            .expect("search")
-            .into_iter()
-            .filter(|h| h.score >= tenth - 1e-6)
-            .count();
-        recall += hits.min(10) as f64 / 10.0;
+    let tenths: Vec<f32> = probes
+        .iter()
+        .map(|&p| {
+            let q = &all[p].vector;
+            let mut exact: Vec<f32> = all
+                .iter()
+                .map(|s| storydex::embed::dot(q, &s.vector))
+                .collect();
+            exact.select_nth_unstable_by(9, |a, b| b.total_cmp(a));
+            exact[..10].iter().copied().fold(f32::MAX, f32::min)
+        })
+        .collect();
+    for expansion in [64, 128, 256] {
+        store.set_search_expansion(expansion);
+        let mut recall = 0.0;
+        let mut took = Vec::new();
+        for (&p, &tenth) in probes.iter().zip(&tenths) {
+            let t = Instant::now();
+            // Window keys are not story indices: compare by score (ties are equal).
+            let hits = store
+                .search_windows(&all[p].vector, 10, |_| true)
+                .expect("search")
+                .into_iter()
+                .filter(|h| h.score >= tenth - 1e-6)
+                .count();
+            took.push(t.elapsed());
+            recall += hits.min(10) as f64 / 10.0;
+        }
+        println!(
+            "recall@10 against exact search, expansion_search {expansion}: {:.3}; index search {}",
+            recall / probes.len() as f64,
+            quantiles(took)
+        );
     }
-    println!(
-        "recall@10 of the index against exact search: {:.3}",
-        recall / probes.len() as f64
-    );
 }

@@ -241,8 +241,7 @@ impl Store {
             "{}, s.cluster, s.vector FROM stories s JOIN digests d ON d.id = s.digest_id
              WHERE (?1 IS NULL OR s.day >= ?1) AND (?2 IS NULL OR s.day <= ?2)
                AND s.cluster IS NOT NULL
-               AND EXISTS (SELECT 1 FROM stories o WHERE o.cluster = s.cluster AND o.id != s.id)
-             ORDER BY s.ts, s.id",
+               AND EXISTS (SELECT 1 FROM stories o WHERE o.cluster = s.cluster AND o.id != s.id)",
             super::STORY_SELECT_COLUMNS
         ))?;
         let rows = stmt.query_map(params![since, until], |r| {
@@ -266,6 +265,16 @@ impl Store {
             }
         }
         groups.retain(|(_, members)| members.len() >= 2);
+        // Sorted here, not by SQL: an ORDER BY on (ts, id) tempts SQLite to walk that
+        // index over every story instead of the day index over the range.
+        for (_, members) in &mut groups {
+            members.sort_by(|a, b| {
+                let key = |s: &super::StoredStory| {
+                    (s.published.map(|t| t.unix_timestamp()), s.id.clone())
+                };
+                key(&a.0).cmp(&key(&b.0))
+            });
+        }
         Ok(groups)
     }
 

@@ -127,6 +127,12 @@ impl VectorIndex {
         self.index.size()
     }
 
+    /// Candidates kept while searching the graph: higher finds more of the true
+    /// neighbours in a large index and costs time.
+    pub(crate) fn set_search_expansion(&self, n: usize) {
+        self.index.change_expansion_search(n);
+    }
+
     pub(crate) fn add(&mut self, key: u64, vector: &[f32]) -> Result<(), StoreError> {
         if vector.len() != self.dimension {
             return Err(StoreError::Dimension {

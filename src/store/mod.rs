@@ -600,6 +600,15 @@ impl Store {
         generation(&self.conn())
     }
 
+    /// Sets the index's search expansion (`expansion_search`; 64 by default), for
+    /// measuring recall against latency at scale.
+    pub fn set_search_expansion(&self, n: usize) {
+        self.index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_search_expansion(n);
+    }
+
     pub fn window_count(&self) -> usize {
         self.index.read().unwrap_or_else(|p| p.into_inner()).len()
     }
