@@ -496,8 +496,10 @@ fn load_for_serve(common: &Common, state: &crate::http::AppState) -> anyhow::Res
 }
 
 fn ingest(common: &Common, paths: &[PathBuf], json: bool) -> anyhow::Result<()> {
-    let _lock = common.lock("storydex ingest")?;
-    let service = common.open()?;
+    let _lock = common
+        .lock("storydex ingest")
+        .map_err(|e| storage_hint(e, &common.data))?;
+    let service = common.open().map_err(|e| storage_hint(e, &common.data))?;
     let cancel = Arc::new(AtomicBool::new(false));
     {
         let cancel = Arc::clone(&cancel);
@@ -519,25 +521,27 @@ fn ingest(common: &Common, paths: &[PathBuf], json: bool) -> anyhow::Result<()> 
     );
     let started = Instant::now();
     let mut tokens = 0usize;
-    let report = service.ingest_paths(paths, &cancel, &mut |event| match event {
-        Progress::Stories(n) => bar.inc_length(n as u64),
-        Progress::Story { tokens: t, source } => {
-            tokens += t;
-            let rate = tokens as f64 / started.elapsed().as_secs_f64().max(1e-3);
-            bar.set_message(format!(
-                "{:.0} tokens/s  {}",
-                rate,
-                Path::new(source)
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            ));
-            bar.inc(1);
-        }
-        Progress::Failed { source, error } => {
-            bar.println(format!("skipped {source}: {error}"));
-        }
-    })?;
+    let report = service
+        .ingest_paths(paths, &cancel, &mut |event| match event {
+            Progress::Stories(n) => bar.inc_length(n as u64),
+            Progress::Story { tokens: t, source } => {
+                tokens += t;
+                let rate = tokens as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                bar.set_message(format!(
+                    "{:.0} tokens/s  {}",
+                    rate,
+                    Path::new(source)
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                ));
+                bar.inc(1);
+            }
+            Progress::Failed { source, error } => {
+                bar.println(format!("skipped {source}: {error}"));
+            }
+        })
+        .map_err(|e| storage_hint(e.into(), &common.data))?;
     bar.finish_and_clear();
     let summary = IngestSummary::from(&report);
     if json {
@@ -567,6 +571,39 @@ fn ingest(common: &Common, paths: &[PathBuf], json: bool) -> anyhow::Result<()> 
         anyhow::bail!("{} file(s) could not be ingested", summary.failed.len());
     }
     Ok(())
+}
+
+/// Says what to do when a write failed for lack of room or permission on the store's
+/// disk: the error chain alone ("database or disk is full") does not say that the
+/// committed stories are safe and a re-run resumes.
+fn storage_hint(e: anyhow::Error, data: &Path) -> anyhow::Error {
+    use rusqlite::ErrorCode;
+    let (full, read_only) = e.chain().fold((false, false), |(full, ro), cause| {
+        let sqlite = cause
+            .downcast_ref::<rusqlite::Error>()
+            .and_then(rusqlite::Error::sqlite_error_code);
+        let io = cause
+            .downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind);
+        (
+            full || sqlite == Some(ErrorCode::DiskFull)
+                || io == Some(std::io::ErrorKind::StorageFull),
+            ro || sqlite == Some(ErrorCode::ReadOnly)
+                || io == Some(std::io::ErrorKind::ReadOnlyFilesystem),
+        )
+    });
+    let what = if full {
+        "the disk holding the store is full"
+    } else if read_only {
+        "the store's folder is read-only"
+    } else {
+        return e;
+    };
+    e.context(format!(
+        "{what} ({}): stories already committed are kept; make room (or make it writable) \
+         and run the same ingest again to resume",
+        data.display()
+    ))
 }
 
 fn model(command: ModelCommand) -> anyhow::Result<()> {
