@@ -331,38 +331,48 @@ mod tests {
 
     #[tokio::test]
     async fn a_query_does_not_wait_behind_queued_passage_batches() {
-        // Two threads: one takes only queries. Three slow passage batches queue up; a
-        // query sent after them is answered while they still run or wait.
-        let slow = Arc::new(FakeEncoder::new(8).with_delay(Duration::from_millis(400)));
-        let worker = EmbedWorker::spawn(slow, 8, 2, Arc::new(AtomicUsize::new(0))).unwrap();
-        let order = Arc::new(Mutex::new(Vec::new()));
+        // Three passage batches that cannot finish until the test lets them: one runs,
+        // two wait. A query sent after them is answered while they are all held.
+        let worker = EmbedWorker::spawn(
+            Arc::new(FakeEncoder::new(8)),
+            8,
+            2,
+            Arc::new(AtomicUsize::new(0)),
+        )
+        .unwrap();
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
         let mut batches = Vec::new();
-        for i in 0..3 {
-            let (w, order) = (worker.clone(), Arc::clone(&order));
+        for _ in 0..3 {
+            let (w, gate) = (worker.clone(), Arc::clone(&gate));
             batches.push(tokio::spawn(async move {
                 w.run(Lane::Passages, move |e| {
-                    let out = e.embed_passages(&["a passage"]);
-                    order.lock().unwrap().push(format!("batch {i}"));
-                    out.map(|_| ())
+                    let (open, opened) = &*gate;
+                    let mut open = open.lock().unwrap();
+                    while !*open {
+                        open = opened.wait(open).unwrap();
+                    }
+                    e.embed_passages(&["a passage"]).map(|_| ())
                 })
                 .await
             }));
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let query_order = Arc::clone(&order);
-        let vector = worker
-            .run(Lane::Query, move |e| {
-                let out = e.embed_query("a query");
-                query_order.lock().unwrap().push("query".to_owned());
-                out
-            })
-            .await;
+        // One batch runs (on the thread that takes passages), two wait in the queue.
+        while worker.depth() < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Only a deadline against a hang: with one queue the query would wait forever.
+        let vector = tokio::time::timeout(
+            Duration::from_secs(60),
+            worker.run(Lane::Query, |e| e.embed_query("a query")),
+        )
+        .await
+        .expect("the query waited behind the held passage batches");
         assert_eq!(vector.unwrap().unwrap().len(), 8);
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
         for b in batches {
             assert!(b.await.unwrap().unwrap().is_ok());
         }
-        let order = order.lock().unwrap().clone();
-        assert_eq!(order[0], "query", "{order:?}");
     }
 
     #[test]
