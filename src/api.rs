@@ -200,24 +200,73 @@ impl From<&IngestReport> for IngestSummary {
     }
 }
 
+/// The OpenAPI schema of a `since`/`until` day: a `YYYY-MM-DD` date or empty (no
+/// bound), and in a JSON body also null.
+pub(crate) fn day_schema(nullable: bool) -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    let mut any = AnyOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Date))),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(0)),
+        );
+    if nullable {
+        any = any.item(ObjectBuilder::new().schema_type(Type::Null));
+    }
+    any.description(Some("A day, `YYYY-MM-DD`; empty means no bound"))
+        .build()
+        .into()
+}
+
+pub(crate) fn day_param_schema() -> utoipa::openapi::schema::Schema {
+    day_schema(false)
+}
+
+fn day_body_schema() -> utoipa::openapi::schema::Schema {
+    day_schema(true)
+}
+
 /// Body of `POST /v1/search`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
-    /// Chinese or English text, 1 to 2,000 characters.
+    /// Chinese or English text, 1 to 2,000 characters, not all blank.
+    #[schema(min_length = 1, max_length = 2000, pattern = r"\S")]
     pub query: String,
     /// How many stories to return, 1 to 100 (default 10).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
     pub k: Option<usize>,
     /// Only stories published on or after this day (`YYYY-MM-DD`).
     #[serde(default)]
+    #[schema(schema_with = day_body_schema)]
     pub since: Option<String>,
-    /// Only stories published on or before this day (`YYYY-MM-DD`).
+    /// Only stories published on or before this day (`YYYY-MM-DD`); not before `since`.
     #[serde(default)]
+    #[schema(schema_with = day_body_schema)]
     pub until: Option<String>,
     /// `hybrid` (default: vectors and exact terms fused), `vector` or `lexical`.
     #[serde(default)]
+    #[schema(value_type = Option<SearchModeName>)]
     pub mode: Option<String>,
+}
+
+/// Search modes, as the API names them; empty means the default, `hybrid`.
+#[derive(ToSchema)]
+#[schema(as = SearchMode)]
+#[allow(dead_code)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum SearchModeName {
+    Hybrid,
+    Vector,
+    Lexical,
+    #[serde(rename = "")]
+    Default,
 }
 
 /// `GET /health`: `status` is `ok` once the model and index are loaded, `starting` before.

@@ -21,7 +21,7 @@ use crate::api::{
 use crate::domain::{DateRange, QueryText, TopK};
 use crate::embed::{CandleEncoder, Encoder, ModelFiles, ModelSpec};
 use crate::service::{Progress, SearchMode, Service, Tuning};
-use crate::store::Store;
+use crate::store::{Store, WriterLock};
 
 /// storydex: related stories and duplicate coverage for an archive of AI news digests.
 #[derive(Debug, Parser)]
@@ -213,11 +213,31 @@ pub struct Common {
 }
 
 impl Common {
-    /// Loads the model and opens the store built with it.
+    /// Takes the store's writer lock for `command`: one process writes a store at a
+    /// time (see [`WriterLock`]). Held until dropped.
+    pub fn lock(&self, command: &str) -> anyhow::Result<WriterLock> {
+        Ok(WriterLock::acquire(&self.data, command)?)
+    }
+
+    /// Loads the model and opens the store built with it, for a command holding the
+    /// writer lock ([`Common::lock`]).
     pub fn open(&self) -> anyhow::Result<Service> {
+        self.open_with(Store::open)
+    }
+
+    /// [`Common::open`] for commands that only read: no lock, so they run next to a
+    /// server or an ingest, and they never write the index file.
+    pub fn open_for_reading(&self) -> anyhow::Result<Service> {
+        self.open_with(Store::open_for_reading)
+    }
+
+    fn open_with(
+        &self,
+        open: fn(&Path, &str, usize) -> Result<Store, crate::store::StoreError>,
+    ) -> anyhow::Result<Service> {
         let encoder = self.model.load_encoder()?;
         let tuning = Tuning::from_spec(encoder.spec());
-        let store = Store::open(&self.data, encoder.model_id(), encoder.dimension())
+        let store = open(&self.data, encoder.model_id(), encoder.dimension())
             .with_context(|| format!("opening the store in {}", self.data.display()))?;
         let service = Service::new(Arc::new(store), Arc::new(encoder), tuning);
         if let Some(r) = service.ensure_clusters()? {
@@ -269,7 +289,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let (k, range) = filter.parse()?;
             let query = QueryText::new(&query)?;
-            let service = common.open()?;
+            let service = common.open_for_reading()?;
             let started = Instant::now();
             let hits = service.search(&query, k, range, mode)?;
             let took_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -292,7 +312,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             story_id,
         } => {
             let (k, range) = filter.parse()?;
-            let service = common.open()?;
+            let service = common.open_for_reading()?;
             let hits = service.similar(&story_id, k, range, other_digests)?;
             let hits: Vec<Hit> = hits.into_iter().map(Hit::from).collect();
             if json {
@@ -309,7 +329,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         } => {
             let range = DateRange::parse(since.as_deref(), until.as_deref())?;
-            let service = common.open()?;
+            let service = common.open_for_reading()?;
             let clusters = service.duplicates(range, min_score)?;
             let response = DuplicatesResponse {
                 clusters: clusters.into_iter().map(ClusterView::from).collect(),
@@ -330,7 +350,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 std::fs::read(&draft).with_context(|| format!("reading {}", draft.display()))?;
             let source = draft.display().to_string();
             let parsed = crate::corpus::parse_bytes(&source, &text)?;
-            let service = common.open()?;
+            let service = common.open_for_reading()?;
             let items = service.check_text(&source, &String::from_utf8_lossy(&text))?;
             let response = CheckResponse {
                 digest: parsed.digest.id,
@@ -344,6 +364,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Model { command } => model(command),
         Command::Recluster { common, json } => {
+            let _lock = common.lock("storydex recluster")?;
             let service = common.open()?;
             let started = Instant::now();
             let r = service.recluster()?;
@@ -375,6 +396,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             verbose,
             dump_check,
         } => {
+            let _lock = common.lock("storydex eval")?;
             let service = common.open()?;
             let cancel = AtomicBool::new(false);
             let report = service.ingest_paths(&[corpus], &cancel, &mut |_| {})?;
@@ -401,6 +423,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 /// store on a background thread, serve until SIGINT/SIGTERM, let in-flight requests
 /// finish, then save the index.
 fn serve(common: Common, settings: crate::http::ServeSettings) -> anyhow::Result<()> {
+    // Before listening: a second writer must fail before it looks like a server.
+    let _lock = common.lock("storydex serve")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -472,7 +496,10 @@ fn load_for_serve(common: &Common, state: &crate::http::AppState) -> anyhow::Res
 }
 
 fn ingest(common: &Common, paths: &[PathBuf], json: bool) -> anyhow::Result<()> {
-    let service = common.open()?;
+    let _lock = common
+        .lock("storydex ingest")
+        .map_err(|e| storage_hint(e, &common.data))?;
+    let service = common.open().map_err(|e| storage_hint(e, &common.data))?;
     let cancel = Arc::new(AtomicBool::new(false));
     {
         let cancel = Arc::clone(&cancel);
@@ -494,25 +521,27 @@ fn ingest(common: &Common, paths: &[PathBuf], json: bool) -> anyhow::Result<()> 
     );
     let started = Instant::now();
     let mut tokens = 0usize;
-    let report = service.ingest_paths(paths, &cancel, &mut |event| match event {
-        Progress::Stories(n) => bar.inc_length(n as u64),
-        Progress::Story { tokens: t, source } => {
-            tokens += t;
-            let rate = tokens as f64 / started.elapsed().as_secs_f64().max(1e-3);
-            bar.set_message(format!(
-                "{:.0} tokens/s  {}",
-                rate,
-                Path::new(source)
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            ));
-            bar.inc(1);
-        }
-        Progress::Failed { source, error } => {
-            bar.println(format!("skipped {source}: {error}"));
-        }
-    })?;
+    let report = service
+        .ingest_paths(paths, &cancel, &mut |event| match event {
+            Progress::Stories(n) => bar.inc_length(n as u64),
+            Progress::Story { tokens: t, source } => {
+                tokens += t;
+                let rate = tokens as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                bar.set_message(format!(
+                    "{:.0} tokens/s  {}",
+                    rate,
+                    Path::new(source)
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                ));
+                bar.inc(1);
+            }
+            Progress::Failed { source, error } => {
+                bar.println(format!("skipped {source}: {error}"));
+            }
+        })
+        .map_err(|e| storage_hint(e.into(), &common.data))?;
     bar.finish_and_clear();
     let summary = IngestSummary::from(&report);
     if json {
@@ -542,6 +571,39 @@ fn ingest(common: &Common, paths: &[PathBuf], json: bool) -> anyhow::Result<()> 
         anyhow::bail!("{} file(s) could not be ingested", summary.failed.len());
     }
     Ok(())
+}
+
+/// Says what to do when a write failed for lack of room or permission on the store's
+/// disk: the error chain alone ("database or disk is full") does not say that the
+/// committed stories are safe and a re-run resumes.
+fn storage_hint(e: anyhow::Error, data: &Path) -> anyhow::Error {
+    use rusqlite::ErrorCode;
+    let (full, read_only) = e.chain().fold((false, false), |(full, ro), cause| {
+        let sqlite = cause
+            .downcast_ref::<rusqlite::Error>()
+            .and_then(rusqlite::Error::sqlite_error_code);
+        let io = cause
+            .downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind);
+        (
+            full || sqlite == Some(ErrorCode::DiskFull)
+                || io == Some(std::io::ErrorKind::StorageFull),
+            ro || sqlite == Some(ErrorCode::ReadOnly)
+                || io == Some(std::io::ErrorKind::ReadOnlyFilesystem),
+        )
+    });
+    let what = if full {
+        "the disk holding the store is full"
+    } else if read_only {
+        "the store's folder is read-only"
+    } else {
+        return e;
+    };
+    e.context(format!(
+        "{what} ({}): stories already committed are kept; make room (or make it writable) \
+         and run the same ingest again to resume",
+        data.display()
+    ))
 }
 
 fn model(command: ModelCommand) -> anyhow::Result<()> {

@@ -124,7 +124,12 @@ impl QueryText {
     pub const MAX_CHARS: usize = 2_000;
 
     pub fn new(text: &str) -> Result<Self, Invalid> {
-        let trimmed = text.trim();
+        // Blank is Unicode White_Space plus the information separators U+001C..U+001F
+        // and U+FEFF, which Python's and JavaScript's `\s` also count: the OpenAPI
+        // document says a query must match `\S`, and clients validate with those.
+        let trimmed = text.trim_matches(|c: char| {
+            c.is_whitespace() || matches!(c, '\u{1c}'..='\u{1f}' | '\u{feff}')
+        });
         if trimmed.is_empty() {
             return Err(Invalid::new("empty_query", "query must not be empty"));
         }

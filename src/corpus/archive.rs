@@ -383,9 +383,8 @@ fn href(line: &str) -> Option<String> {
 /// without the trailing `[model=...]` bookkeeping and `---` separator, which describe
 /// how the summary was made rather than the episode.
 fn clean_body(mut content: Vec<&str>, full_title: &str) -> String {
-    while content.first().is_some_and(|l| l.trim().is_empty()) {
-        content.remove(0);
-    }
+    let leading_blank = content.iter().take_while(|l| l.trim().is_empty()).count();
+    content.drain(..leading_blank);
     if let Some(first) = content.first() {
         if let Some(heading) = first.trim().strip_prefix("# ") {
             if without_spaces(heading) == without_spaces(full_title) {
@@ -403,7 +402,7 @@ fn clean_body(mut content: Vec<&str>, full_title: &str) -> String {
             break;
         }
     }
-    let lines: Vec<String> = content.iter().map(|l| l.trim_end().to_string()).collect();
+    let lines: Vec<&str> = content.iter().map(|l| l.trim_end()).collect();
     join_paragraphs(&lines)
 }
 

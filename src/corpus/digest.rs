@@ -335,12 +335,7 @@ fn parse_link(rest: &str) -> Result<(&str, &str), String> {
     };
     // Prefer the first `](` at which the headline's own brackets are balanced
     // (`[[Live] news](u)`), else the last one.
-    let separators: Vec<usize> = inner.match_indices("](").map(|(i, _)| i).collect();
-    let split = separators
-        .iter()
-        .copied()
-        .find(|&i| brackets_balanced(&inner[..i]))
-        .or_else(|| separators.last().copied());
+    let split = link_separator(inner);
     let Some(split) = split else {
         return Err(format!("item line has no [headline](url) link: {SHAPE}"));
     };
@@ -357,19 +352,29 @@ fn parse_link(rest: &str) -> Result<(&str, &str), String> {
     Ok((headline, url))
 }
 
-fn brackets_balanced(s: &str) -> bool {
-    let mut depth = 0i32;
-    for c in s.chars() {
-        match c {
-            '[' => depth += 1,
-            ']' => depth -= 1,
+/// The first `](` before which the brackets are balanced, else the last `](`. One pass:
+/// an item line is bounded only by the request body, and checking the prefix of every
+/// `](` anew would cost time quadratic in its length.
+fn link_separator(inner: &str) -> Option<usize> {
+    let bytes = inner.as_bytes();
+    let mut depth = 0i64;
+    let mut went_negative = false;
+    let mut last = None;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b']' && bytes.get(i + 1) == Some(&b'(') {
+            if depth == 0 && !went_negative {
+                return Some(i);
+            }
+            last = Some(i);
+        }
+        match b {
+            b'[' => depth += 1,
+            b']' => depth -= 1,
             _ => {}
         }
-        if depth < 0 {
-            return false;
-        }
+        went_negative |= depth < 0;
     }
-    depth == 0
+    last
 }
 
 /// Splits a trailing author off a headline: `标题-宝玉` and `Title - Demis Hassabis`.

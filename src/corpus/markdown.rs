@@ -40,7 +40,7 @@ pub fn strip_markdown(s: &str) -> String {
         }
         let body = strip_block_prefixes(line);
         let mut out = String::with_capacity(body.len());
-        inline(body, &mut out);
+        inline(body, &mut out, &mut Scan::for_line(body.len()));
         let text = collapse_spaces(&decode_entities(&out));
         if !text.is_empty() {
             lines.push(text);
@@ -74,10 +74,11 @@ pub(super) fn dedent(lines: &[&str]) -> Vec<String> {
 
 /// Joins lines into paragraphs: lines inside a paragraph keep their `"\n"`, any run of
 /// blank lines becomes one `"\n\n"`, and blank lines at either end disappear.
-pub(super) fn join_paragraphs(lines: &[String]) -> String {
+pub(super) fn join_paragraphs<S: AsRef<str>>(lines: &[S]) -> String {
     let mut out = String::new();
     let mut pending_break = false;
     for line in lines {
+        let line = line.as_ref();
         if line.trim().is_empty() {
             pending_break = !out.is_empty();
             continue;
@@ -165,8 +166,78 @@ fn strip_ordered(line: &str) -> &str {
     }
 }
 
+/// Look-ahead allowance and nesting depth for one line's inline markup.
+///
+/// Every search for a closing delimiter (`*`, `` ` ``, `]`, `)`, `>`) looks ahead and,
+/// when the closer never comes, the opener is literal and the next opener looks again:
+/// a line of unmatched openers (`*a *a *a ...`, `[[[[...`) would cost time quadratic in
+/// its length, and a deeply nested one (`[[[[x](u)](u)](u)`) recursion as deep as the
+/// line is long. So each line gets a budget of look-ahead bytes proportional to its
+/// length, and nesting deeper than [`MAX_NESTING`] is kept as written. Real lines use a
+/// small part of either; a hostile line costs O(its length) and a fixed stack, and only
+/// its output differs (markup kept as text once the budget is spent).
+struct Scan {
+    /// Bytes that searches may still look at.
+    fuel: usize,
+    /// Nesting of the current [`inline`] call.
+    depth: usize,
+}
+
+/// Inline constructs nested deeper than this are kept as written.
+const MAX_NESTING: usize = 32;
+/// Look-ahead budget per byte of a line (plus [`LOOKAHEAD_BASE`]).
+const LOOKAHEAD_PER_BYTE: usize = 16;
+const LOOKAHEAD_BASE: usize = 4096;
+
+impl Scan {
+    fn for_line(len: usize) -> Self {
+        Scan {
+            fuel: len
+                .saturating_mul(LOOKAHEAD_PER_BYTE)
+                .saturating_add(LOOKAHEAD_BASE),
+            depth: 0,
+        }
+    }
+
+    /// Pays for looking at `n` more bytes; false (and nothing left) when the budget
+    /// cannot cover them.
+    fn spend(&mut self, n: usize) -> bool {
+        match self.fuel.checked_sub(n) {
+            Some(left) => {
+                self.fuel = left;
+                true
+            }
+            None => {
+                self.fuel = 0;
+                false
+            }
+        }
+    }
+
+    /// The first `byte` at or after `from`, within the budget.
+    fn find_byte(&mut self, bytes: &[u8], from: usize, byte: u8) -> Option<usize> {
+        let from = from.min(bytes.len());
+        let limit = bytes.len().min(from.saturating_add(self.fuel));
+        match bytes[from..limit].iter().position(|&b| b == byte) {
+            Some(k) => {
+                self.spend(k + 1);
+                Some(from + k)
+            }
+            None => {
+                self.spend(limit - from);
+                None
+            }
+        }
+    }
+}
+
 /// Inline markup of one line, appended to `out`.
-fn inline(s: &str, out: &mut String) {
+fn inline(s: &str, out: &mut String, scan: &mut Scan) {
+    if scan.depth >= MAX_NESTING {
+        out.push_str(s);
+        return;
+    }
+    scan.depth += 1;
     let bytes = s.as_bytes();
     let mut i = 0;
     while i < s.len() {
@@ -185,10 +256,10 @@ fn inline(s: &str, out: &mut String) {
                     }
                 }
             }
-            b'`' => i = code_span(s, i, out),
-            b'!' if bytes.get(i + 1) == Some(&b'[') => match link(s, i + 1) {
+            b'`' => i = code_span(s, i, out, scan),
+            b'!' if bytes.get(i + 1) == Some(&b'[') => match link(s, i + 1, scan) {
                 Some((text, end)) => {
-                    inline(text, out);
+                    inline(text, out, scan);
                     i = end;
                 }
                 None => {
@@ -196,9 +267,9 @@ fn inline(s: &str, out: &mut String) {
                     i += 1;
                 }
             },
-            b'[' => match link(s, i) {
+            b'[' => match link(s, i, scan) {
                 Some((text, end)) => {
-                    inline(text, out);
+                    inline(text, out, scan);
                     i = end;
                 }
                 None => {
@@ -206,8 +277,8 @@ fn inline(s: &str, out: &mut String) {
                     i += 1;
                 }
             },
-            b'<' => i = html_tag(s, i, out),
-            b'*' | b'_' | b'~' => i = emphasis(s, i, out),
+            b'<' => i = html_tag(s, i, out, scan),
+            b'*' | b'_' | b'~' => i = emphasis(s, i, out, scan),
             _ => {
                 // Copy the whole (possibly multi-byte) character.
                 let ch_len = s[i..].chars().next().map_or(1, char::len_utf8);
@@ -216,25 +287,33 @@ fn inline(s: &str, out: &mut String) {
             }
         }
     }
+    scan.depth -= 1;
 }
 
 /// An inline code span starting at the backtick run at `start`: its content is copied
 /// verbatim (no emphasis or tag stripping inside, so `` `<|user|>` `` survives). An
 /// unmatched run is literal. Returns the index after what was consumed.
-fn code_span(s: &str, start: usize, out: &mut String) -> usize {
-    let run = run_length(s, start, b'`');
+fn code_span(s: &str, start: usize, out: &mut String, scan: &mut Scan) -> usize {
+    let bytes = s.as_bytes();
+    let run = run_length(bytes, start, b'`');
     let content_start = start + run;
     let mut j = content_start;
     while j < s.len() {
-        if s.as_bytes()[j] == b'`' {
-            let close = run_length(s, j, b'`');
+        if bytes[j] == b'`' {
+            let close = run_length(bytes, j, b'`');
+            if !scan.spend(close) {
+                break;
+            }
             if close == run {
                 out.push_str(s[content_start..j].trim());
                 return j + close;
             }
             j += close;
         } else {
-            j += 1;
+            match scan.find_byte(bytes, j, b'`') {
+                Some(next) => j = next,
+                None => break,
+            }
         }
     }
     out.push_str(&s[start..content_start]);
@@ -243,26 +322,32 @@ fn code_span(s: &str, start: usize, out: &mut String) -> usize {
 
 /// `[text](target)` starting at the `[` at `start`: returns the text and the index after
 /// the closing `)`. Brackets and parentheses may nest (`[a [b]](u(1))`).
-fn link(s: &str, start: usize) -> Option<(&str, usize)> {
+fn link<'s>(s: &'s str, start: usize, scan: &mut Scan) -> Option<(&'s str, usize)> {
     let bytes = s.as_bytes();
-    let close_bracket = matching(bytes, start, b'[', b']')?;
+    let close_bracket = matching(bytes, start, b'[', b']', scan)?;
     if bytes.get(close_bracket + 1) != Some(&b'(') {
         return None;
     }
-    let close_paren = matching(bytes, close_bracket + 1, b'(', b')')?;
+    let close_paren = matching(bytes, close_bracket + 1, b'(', b')', scan)?;
     Some((&s[start + 1..close_bracket], close_paren + 1))
 }
 
 /// Index of the delimiter that closes the one at `open`, honouring nesting and
 /// backslash escapes.
-fn matching(bytes: &[u8], open: usize, opener: u8, closer: u8) -> Option<usize> {
+fn matching(bytes: &[u8], open: usize, opener: u8, closer: u8, scan: &mut Scan) -> Option<usize> {
     let mut depth = 0usize;
     let mut j = open;
     while j < bytes.len() {
         let b = bytes[j];
         if b == b'\\' {
+            if !scan.spend(2) {
+                return None;
+            }
             j += 2;
             continue;
+        }
+        if !scan.spend(1) {
+            return None;
         }
         if b == opener {
             depth += 1;
@@ -280,9 +365,12 @@ fn matching(bytes: &[u8], open: usize, opener: u8, closer: u8) -> Option<usize> 
 /// An HTML tag or autolink starting at the `<` at `start`. Tags vanish (`<br>` becomes a
 /// space so words on either side stay apart), `<https://...>` keeps the address, and a
 /// `<` that starts neither (`a < b`, `<3`) is literal.
-fn html_tag(s: &str, start: usize, out: &mut String) -> usize {
+fn html_tag(s: &str, start: usize, out: &mut String, scan: &mut Scan) -> usize {
     let rest = &s[start + 1..];
-    let Some(end) = rest.find('>') else {
+    let Some(end) = scan
+        .find_byte(s.as_bytes(), start + 1, b'>')
+        .map(|at| at - (start + 1))
+    else {
         out.push('<');
         return start + 1;
     };
@@ -327,10 +415,10 @@ fn html_tag(s: &str, start: usize, out: &mut String) -> usize {
 /// preceded by one (so `2 * 3 * 4` is arithmetic), a single `*` must not sit inside an
 /// ASCII word or number (so `3*4*5` stays), and `_` must not sit inside any word (so
 /// `snake_case_name` stays).
-fn emphasis(s: &str, start: usize, out: &mut String) -> usize {
+fn emphasis(s: &str, start: usize, out: &mut String, scan: &mut Scan) -> usize {
     let bytes = s.as_bytes();
     let delim = bytes[start];
-    let run = run_length(s, start, delim);
+    let run = run_length(bytes, start, delim);
     let after = start + run;
     let literal = |out: &mut String| {
         out.push_str(&s[start..after]);
@@ -350,22 +438,33 @@ fn emphasis(s: &str, start: usize, out: &mut String) -> usize {
     let mut j = after;
     while j < s.len() {
         if bytes[j] == b'\\' {
+            if !scan.spend(2) {
+                break;
+            }
             j += 2;
             continue;
         }
         if bytes[j] == b'`' {
-            // Delimiters inside a code span do not close emphasis.
-            let code_run = run_length(s, j, b'`');
-            j = s[j + code_run..]
-                .find(&s[j..j + code_run])
-                .map_or(j + code_run, |k| j + code_run + k + code_run);
+            // Delimiters inside a code span do not close emphasis: skip to just after the
+            // next run of at least as many backticks, or past this run if there is none.
+            let code_run = run_length(bytes, j, b'`');
+            if !scan.spend(code_run) {
+                break;
+            }
+            j = backticks_after(bytes, j + code_run, code_run, scan).unwrap_or(j + code_run);
             continue;
         }
         if bytes[j] != delim {
+            if !scan.spend(1) {
+                break;
+            }
             j += 1;
             continue;
         }
-        let close = run_length(s, j, delim);
+        let close = run_length(bytes, j, delim);
+        if !scan.spend(close) {
+            break;
+        }
         let before_close = s[..j].chars().next_back();
         let after_close = s[j + close..].chars().next();
         if close == run
@@ -373,12 +472,30 @@ fn emphasis(s: &str, start: usize, out: &mut String) -> usize {
             && before_close.is_some_and(|c| !c.is_whitespace())
             && can_flank_outside(delim, run, after_close)
         {
-            inline(&s[after..j], out);
+            inline(&s[after..j], out, scan);
             return j + close;
         }
         j += close;
     }
     literal(out)
+}
+
+/// The index just after the first `count` consecutive backticks at or after `from`
+/// (the end of `` str::find("``") ``), within the budget.
+fn backticks_after(bytes: &[u8], from: usize, count: usize, scan: &mut Scan) -> Option<usize> {
+    let mut k = from;
+    while k < bytes.len() {
+        k = scan.find_byte(bytes, k, b'`')?;
+        let run = run_length(bytes, k, b'`');
+        if !scan.spend(run) {
+            return None;
+        }
+        if run >= count {
+            return Some(k + count);
+        }
+        k += run;
+    }
+    None
 }
 
 /// Whether the character just outside a delimiter run (before an opener, after a
@@ -392,17 +509,14 @@ fn can_flank_outside(delim: u8, run: usize, outside: Option<char>) -> bool {
     }
 }
 
-fn run_length(s: &str, start: usize, byte: u8) -> usize {
-    s.as_bytes()[start..]
-        .iter()
-        .take_while(|&&b| b == byte)
-        .count()
+fn run_length(bytes: &[u8], start: usize, byte: u8) -> usize {
+    bytes[start..].iter().take_while(|&&b| b == byte).count()
 }
 
 /// The few entities that appear in scraped text; anything else is left as written.
-fn decode_entities(s: &str) -> String {
+fn decode_entities(s: &str) -> std::borrow::Cow<'_, str> {
     if !s.contains('&') {
-        return s.to_string();
+        return s.into();
     }
     s.replace("&nbsp;", " ")
         .replace("&lt;", "<")
@@ -410,6 +524,7 @@ fn decode_entities(s: &str) -> String {
         .replace("&quot;", "\"")
         .replace("&#39;", "'")
         .replace("&amp;", "&")
+        .into()
 }
 
 /// Trims and turns every run of whitespace into one space.

@@ -97,8 +97,19 @@ const EXPECTED_FORMAT: &str =
 pub fn parse_str(source_name: &str, text: &str) -> Result<ParsedFile, ParseError> {
     // Editors on Windows like to prepend a BOM; it is not content.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // The line index costs 16 bytes a line, more than the text itself for a file of
+    // blank lines; count first so a hostile one is refused before anything is built.
+    let line_count = text.bytes().filter(|&b| b == b'\n').count() + 1;
+    if line_count > MAX_LINES {
+        return Err(ParseError::new(
+            source_name,
+            MAX_LINES + 1,
+            format!("the file has more than {MAX_LINES} lines: split it into several files"),
+        ));
+    }
+    let mut lines: Vec<&str> = Vec::with_capacity(line_count);
     // `lines` also drops the `\r` of CRLF endings, so both parsers see clean lines.
-    let lines: Vec<&str> = text.lines().collect();
+    lines.extend(text.lines());
     let Some(first) = lines.iter().position(|l| !l.trim().is_empty()) else {
         return Err(ParseError::new(
             source_name,
@@ -138,11 +149,43 @@ pub fn parse_bytes(source_name: &str, bytes: &[u8]) -> Result<ParsedFile, ParseE
     }
 }
 
+/// Most lines a file may have (the sample archive has 6,665 for 100 episodes).
+pub const MAX_LINES: usize = 1 << 22;
+
+/// Largest file [`parse_file`] reads. The whole sample archive (100 episodes) is 0.4 MB;
+/// parsing holds the text, its line index and two copies of every story, so a cap keeps
+/// a stray multi-gigabyte file from taking the machine's memory.
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+
 /// Reads and parses one file. The path as given becomes [`Digest::source`].
 pub fn parse_file(path: &Path) -> Result<ParsedFile, ParseError> {
+    use std::io::Read;
     let source_name = path.display().to_string();
-    let bytes = std::fs::read(path)
-        .map_err(|e| ParseError::new(&source_name, 0, format!("cannot read the file: {e}")))?;
+    let cannot_read =
+        |e: std::io::Error| ParseError::new(&source_name, 0, format!("cannot read the file: {e}"));
+    let too_big = || {
+        ParseError::new(
+            &source_name,
+            0,
+            format!(
+                "the file is larger than {} MB: split it into several files",
+                MAX_FILE_BYTES >> 20
+            ),
+        )
+    };
+    let file = std::fs::File::open(path).map_err(cannot_read)?;
+    let size = file.metadata().map_err(cannot_read)?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::with_capacity(size as usize + 1);
+    // `take` as well as the size on disk: the file may grow while it is read.
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big());
+    }
     parse_bytes(&source_name, &bytes)
 }
 

@@ -37,15 +37,20 @@ const CHECK_BATCH: usize = 8;
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SearchParams {
-    /// Chinese or English text, 1 to 2,000 characters.
+    /// Chinese or English text, 1 to 2,000 characters, not all blank.
+    #[param(required = true, min_length = 1, max_length = 2000, pattern = r"\S")]
     q: Option<String>,
     /// How many stories to return, 1 to 100 (default 10).
+    #[param(minimum = 1, maximum = 100)]
     k: Option<usize>,
     /// Only stories published on or after this day (`YYYY-MM-DD`).
+    #[param(schema_with = crate::api::day_param_schema)]
     since: Option<String>,
-    /// Only stories published on or before this day (`YYYY-MM-DD`).
+    /// Only stories published on or before this day (`YYYY-MM-DD`); not before `since`.
+    #[param(schema_with = crate::api::day_param_schema)]
     until: Option<String>,
     /// `hybrid` (default), `vector` or `lexical`.
+    #[param(value_type = Option<crate::api::SearchModeName>)]
     mode: Option<String>,
 }
 
@@ -55,10 +60,13 @@ pub(crate) struct SearchParams {
 #[serde(deny_unknown_fields)]
 pub(crate) struct SimilarParams {
     /// How many stories to return, 1 to 100 (default 10).
+    #[param(minimum = 1, maximum = 100)]
     k: Option<usize>,
     /// Only stories published on or after this day (`YYYY-MM-DD`).
+    #[param(schema_with = crate::api::day_param_schema)]
     since: Option<String>,
-    /// Only stories published on or before this day (`YYYY-MM-DD`).
+    /// Only stories published on or before this day (`YYYY-MM-DD`); not before `since`.
+    #[param(schema_with = crate::api::day_param_schema)]
     until: Option<String>,
     /// Only stories from other digests than the story's own.
     #[serde(default)]
@@ -71,12 +79,14 @@ pub(crate) struct SimilarParams {
 #[serde(deny_unknown_fields)]
 pub(crate) struct DuplicatesParams {
     /// Only stories published on or after this day (`YYYY-MM-DD`).
+    #[param(schema_with = crate::api::day_param_schema)]
     since: Option<String>,
-    /// Only stories published on or before this day (`YYYY-MM-DD`).
+    /// Only stories published on or before this day (`YYYY-MM-DD`); not before `since`.
+    #[param(schema_with = crate::api::day_param_schema)]
     until: Option<String>,
     /// Pair score two stories must reach to be the same event, 0 to 1 (default: the
     /// model's calibrated threshold).
-    #[param(value_type = Option<f32>)]
+    #[param(value_type = Option<f32>, minimum = 0, maximum = 1)]
     min_score: Option<String>,
 }
 
@@ -94,6 +104,12 @@ fn min_score(raw: Option<&str>) -> Result<Option<f32>, ApiError> {
         .into()
     })
 }
+
+/// The request body example of the digest routes (also what API fuzzers post first).
+const EXAMPLE_DIGEST: &str = "---\ntitle: \"2026.02.01.08 过去4小时全球AI发生了什么？\"\n\
+date: 2026-02-01T08:00:00+08:00\ncategories: [\"AI Industry\"]\n---\n\n\
+1.  [Boston Dynamics Atlas robots start work in Hyundai's car plant](https://example.org/atlas)\n\n\
+    The electric Atlas humanoid moves parts on a real production line.\n";
 
 /// A posted digest (`POST /v1/digests`, `POST /v1/check`). Archives are refused: their
 /// ids derive from the file name, which a request body does not have.
@@ -271,7 +287,7 @@ pub(crate) async fn digest(
 /// Ingest one digest (Markdown); posting the same digest again changes nothing
 #[utoipa::path(
     post, path = "/v1/digests", tag = "digests",
-    request_body(content = String, content_type = "text/markdown", description = "One digest: front matter, then numbered items"),
+    request_body(content = String, content_type = "text/markdown", description = "One digest: front matter, then numbered items", example = json!(EXAMPLE_DIGEST)),
     security(("bearer" = [])),
     responses(
         (status = 201, body = DigestCreated),
@@ -370,7 +386,7 @@ pub(crate) async fn story_duplicates(
 /// Which items of a draft digest were already covered by earlier digests; nothing is stored
 #[utoipa::path(
     post, path = "/v1/check", tag = "duplicates",
-    request_body(content = String, content_type = "text/markdown", description = "One digest: front matter, then numbered items"),
+    request_body(content = String, content_type = "text/markdown", description = "One digest: front matter, then numbered items", example = json!(EXAMPLE_DIGEST)),
     responses(
         (status = 200, body = CheckResponse),
         (status = 413, body = ErrorBody),
@@ -390,7 +406,7 @@ pub(crate) async fn check(
     for chunk in parsed.stories.chunks(CHECK_BATCH) {
         let texts: Vec<String> = chunk.iter().map(|s| s.text.clone()).collect();
         let embedded = state
-            .embed(move |encoder| {
+            .embed_passages(move |encoder| {
                 let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
                 encoder.embed_passages(&texts)
             })

@@ -38,7 +38,7 @@ use crate::embed::{EmbedError, Encoder};
 use crate::service::{Service, ServiceError};
 use crate::store::Store;
 use metrics::Metrics;
-use worker::{EmbedWorker, QueuedEncoder, WorkerError};
+use worker::{EmbedWorker, Lane, QueuedEncoder, WorkerError};
 
 /// Settings of `storydex serve` (each also readable from a `STORYDEX_*` variable).
 #[derive(Debug, Clone, clap::Args)]
@@ -201,8 +201,25 @@ impl AppState {
         &self,
         f: impl FnOnce(&dyn Encoder) -> Result<T, EmbedError> + Send + 'static,
     ) -> Result<T, ApiError> {
+        self.embed_in(Lane::Query, f).await
+    }
+
+    /// [`AppState::embed`] for a batch of passages (a draft being checked): it waits
+    /// behind queued queries, never the other way round.
+    pub(crate) async fn embed_passages<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Encoder) -> Result<T, EmbedError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.embed_in(Lane::Passages, f).await
+    }
+
+    async fn embed_in<T: Send + 'static>(
+        &self,
+        lane: Lane,
+        f: impl FnOnce(&dyn Encoder) -> Result<T, EmbedError> + Send + 'static,
+    ) -> Result<T, ApiError> {
         let worker = self.engine()?.worker.clone();
-        match worker.run(f).await {
+        match worker.run(lane, f).await {
             Ok(result) => result.map_err(|e| ServiceError::Embed(e).into()),
             Err(WorkerError::Full) => Err(ApiError::Overloaded),
             Err(e @ WorkerError::Stopped) => Err(ApiError::internal(e)),

@@ -1,5 +1,5 @@
-//! The embedding worker: one dedicated thread that runs every model call, fed by a
-//! bounded queue.
+//! The embedding worker: dedicated threads that run every model call, fed by a bounded
+//! queue with two lanes.
 //!
 //! Owns: the queue, its depth gauge, and [`QueuedEncoder`], the encoder the server's
 //! `Service` is built with so that ingests embed through the same queue. Must not: run on
@@ -11,11 +11,17 @@
 //! bounded instead.
 //! Why ingests go through it batch by batch (and not as one big job): a text search then
 //! waits for at most one batch of an ingest, not for the whole digest.
+//! Why two lanes: a query costs milliseconds of model time, a batch of passages (an
+//! ingest batch, a draft being checked) hundreds of milliseconds to seconds. In one FIFO
+//! a search waited behind every batch queued before it, so under mixed traffic its p90
+//! was the length of a passage batch. Every thread takes queries before passages, and
+//! (with two threads or more) one thread takes only queries, so a search waits for
+//! other searches, never for passages.
 
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
 
@@ -31,12 +37,109 @@ pub(crate) enum WorkerError {
     Stopped,
 }
 
-/// Handle to the embedding thread; cheap to clone. The thread ends when the last handle
-/// (including the one inside [`QueuedEncoder`]) is dropped.
-#[derive(Clone)]
-pub(crate) struct EmbedWorker {
-    tx: SyncSender<Job>,
+/// Which lane a model call waits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// One short text (a search query): taken first.
+    Query,
+    /// A batch of passages (ingest, draft check): taken when no query waits.
+    Passages,
+}
+
+#[derive(Default)]
+struct Lanes {
+    queries: VecDeque<Job>,
+    passages: VecDeque<Job>,
+    /// Live [`EmbedWorker`] handles; the threads stop once it is 0 and the lanes are empty.
+    handles: usize,
+}
+
+impl Lanes {
+    fn len(&self) -> usize {
+        self.queries.len() + self.passages.len()
+    }
+}
+
+struct Shared {
+    lanes: Mutex<Lanes>,
+    /// Signalled when a job is queued or the last handle goes.
+    queued: Condvar,
+    /// Signalled when a job leaves the queue.
+    room: Condvar,
+    capacity: usize,
     depth: Arc<AtomicUsize>,
+}
+
+impl Shared {
+    fn lanes(&self) -> MutexGuard<'_, Lanes> {
+        self.lanes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The next job for a thread, waiting while there is none; `None` once every handle
+    /// is gone and nothing is left for it.
+    fn next(&self, queries_only: bool) -> Option<Job> {
+        let mut lanes = self.lanes();
+        loop {
+            let job = match lanes.queries.pop_front() {
+                Some(job) => Some(job),
+                None if !queries_only => lanes.passages.pop_front(),
+                None => None,
+            };
+            if let Some(job) = job {
+                self.depth.fetch_sub(1, Ordering::Relaxed);
+                self.room.notify_one();
+                return Some(job);
+            }
+            if lanes.handles == 0 {
+                return None;
+            }
+            lanes = self.queued.wait(lanes).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Queues `job`; when the queue is full, fails (`wait == false`) or waits for room.
+    fn push(&self, lane: Lane, job: Job, wait: bool) -> Result<(), WorkerError> {
+        let mut lanes = self.lanes();
+        while lanes.len() >= self.capacity {
+            if !wait {
+                return Err(WorkerError::Full);
+            }
+            lanes = self.room.wait(lanes).unwrap_or_else(|p| p.into_inner());
+        }
+        match lane {
+            Lane::Query => lanes.queries.push_back(job),
+            Lane::Passages => lanes.passages.push_back(job),
+        }
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        // All: the query-only thread must not be the only one woken for a passage job.
+        self.queued.notify_all();
+        Ok(())
+    }
+}
+
+/// Handle to the embedding threads; cheap to clone. The threads end when the last handle
+/// (including the one inside [`QueuedEncoder`]) is dropped and the queue is empty.
+pub(crate) struct EmbedWorker {
+    shared: Arc<Shared>,
+}
+
+impl Clone for EmbedWorker {
+    fn clone(&self) -> Self {
+        self.shared.lanes().handles += 1;
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl Drop for EmbedWorker {
+    fn drop(&mut self) {
+        let mut lanes = self.shared.lanes();
+        lanes.handles -= 1;
+        if lanes.handles == 0 {
+            self.shared.queued.notify_all();
+        }
+    }
 }
 
 impl EmbedWorker {
@@ -48,53 +151,51 @@ impl EmbedWorker {
         threads: usize,
         depth: Arc<AtomicUsize>,
     ) -> std::io::Result<Self> {
-        let (tx, rx) = mpsc::sync_channel::<Job>(capacity.max(1));
-        let rx = Arc::new(Mutex::new(rx));
+        let shared = Arc::new(Shared {
+            lanes: Mutex::new(Lanes {
+                handles: 1,
+                ..Lanes::default()
+            }),
+            queued: Condvar::new(),
+            room: Condvar::new(),
+            capacity: capacity.max(1),
+            depth,
+        });
         // One thread per core: a short query cannot keep two cores busy on its own, so a
         // second query runs beside it; long ingest batches share rayon's pool anyway.
-        for i in 0..threads.max(1) {
-            let rx = Arc::clone(&rx);
+        let threads = threads.max(1);
+        for i in 0..threads {
+            let shared = Arc::clone(&shared);
             let encoder = Arc::clone(&encoder);
-            let thread_depth = Arc::clone(&depth);
+            let queries_only = i == 0 && threads > 1;
             std::thread::Builder::new()
                 .name(format!("storydex-embed-{i}"))
-                .spawn(move || loop {
-                    // The lock is held only while taking one job off the queue.
-                    let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                    let Ok(job) = next else { break };
-                    thread_depth.fetch_sub(1, Ordering::Relaxed);
-                    // A panicking model call must not take a worker with it; its caller
-                    // sees `Stopped` through the dropped reply channel.
-                    if catch_unwind(AssertUnwindSafe(|| job(encoder.as_ref()))).is_err() {
-                        tracing::error!("an embedding job panicked; the worker goes on");
+                .spawn(move || {
+                    while let Some(job) = shared.next(queries_only) {
+                        // A panicking model call must not take a worker with it; its
+                        // caller sees `Stopped` through the dropped reply channel.
+                        if catch_unwind(AssertUnwindSafe(|| job(encoder.as_ref()))).is_err() {
+                            tracing::error!("an embedding job panicked; the worker goes on");
+                        }
                     }
                 })?;
         }
-        Ok(Self { tx, depth })
+        Ok(Self { shared })
     }
 
-    /// Jobs waiting in the queue (not counting the one running).
+    /// Jobs waiting in the queue (not counting the ones running).
     pub(crate) fn depth(&self) -> usize {
-        self.depth.load(Ordering::Relaxed)
+        self.shared.depth.load(Ordering::Relaxed)
     }
 
     /// Runs `f` on the worker from async code; fails at once when the queue is full.
     pub(crate) async fn run<T: Send + 'static>(
         &self,
+        lane: Lane,
         f: impl FnOnce(&dyn Encoder) -> T + Send + 'static,
     ) -> Result<T, WorkerError> {
         let (job, reply) = job(f);
-        self.depth.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(job) {
-            Ok(()) => {}
-            Err(e) => {
-                self.depth.fetch_sub(1, Ordering::Relaxed);
-                return Err(match e {
-                    TrySendError::Full(_) => WorkerError::Full,
-                    TrySendError::Disconnected(_) => WorkerError::Stopped,
-                });
-            }
-        }
+        self.shared.push(lane, job, false)?;
         reply.await.map_err(|_| WorkerError::Stopped)
     }
 
@@ -104,14 +205,11 @@ impl EmbedWorker {
     /// stall the runtime, so it is a bug.
     pub(crate) fn run_blocking<T: Send + 'static>(
         &self,
+        lane: Lane,
         f: impl FnOnce(&dyn Encoder) -> T + Send + 'static,
     ) -> Result<T, WorkerError> {
         let (job, reply) = job(f);
-        self.depth.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(job).is_err() {
-            self.depth.fetch_sub(1, Ordering::Relaxed);
-            return Err(WorkerError::Stopped);
-        }
+        self.shared.push(lane, job, true)?;
         reply.blocking_recv().map_err(|_| WorkerError::Stopped)
     }
 }
@@ -162,14 +260,14 @@ impl Encoder for QueuedEncoder {
     fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
         let text = text.to_owned();
         self.worker
-            .run_blocking(move |e| e.embed_query(&text))
+            .run_blocking(Lane::Query, move |e| e.embed_query(&text))
             .map_err(stopped)?
     }
 
     fn embed_passages(&self, texts: &[&str]) -> Result<Vec<Vec<Window>>, EmbedError> {
         let texts: Vec<String> = texts.iter().map(|t| (*t).to_owned()).collect();
         self.worker
-            .run_blocking(move |e| {
+            .run_blocking(Lane::Passages, move |e| {
                 let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
                 e.embed_passages(&texts)
             })
@@ -199,16 +297,16 @@ mod tests {
         let worker = EmbedWorker::spawn(slow, 1, 1, Arc::new(AtomicUsize::new(0))).unwrap();
         let running = tokio::spawn({
             let w = worker.clone();
-            async move { w.run(|e| e.embed_query("one")).await }
+            async move { w.run(Lane::Query, |e| e.embed_query("one")).await }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         let waiting = tokio::spawn({
             let w = worker.clone();
-            async move { w.run(|e| e.embed_query("two")).await }
+            async move { w.run(Lane::Query, |e| e.embed_query("two")).await }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(worker.depth(), 1);
-        let refused = worker.run(|e| e.embed_query("three")).await;
+        let refused = worker.run(Lane::Query, |e| e.embed_query("three")).await;
         assert_eq!(refused.unwrap_err(), WorkerError::Full);
         assert!(running.await.unwrap().unwrap().is_ok());
         assert!(waiting.await.unwrap().unwrap().is_ok());
@@ -224,8 +322,76 @@ mod tests {
             Arc::new(AtomicUsize::new(0)),
         )
         .unwrap();
-        let failed = worker.run(|_| -> usize { panic!("boom") }).await;
+        let failed = worker
+            .run(Lane::Query, |_| -> usize { panic!("boom") })
+            .await;
         assert_eq!(failed.unwrap_err(), WorkerError::Stopped);
-        assert_eq!(worker.run(|e| e.dimension()).await, Ok(8));
+        assert_eq!(worker.run(Lane::Passages, |e| e.dimension()).await, Ok(8));
+    }
+
+    #[tokio::test]
+    async fn a_query_does_not_wait_behind_queued_passage_batches() {
+        // Three passage batches that cannot finish until the test lets them: one runs,
+        // two wait. A query sent after them is answered while they are all held.
+        let worker = EmbedWorker::spawn(
+            Arc::new(FakeEncoder::new(8)),
+            8,
+            2,
+            Arc::new(AtomicUsize::new(0)),
+        )
+        .unwrap();
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let mut batches = Vec::new();
+        for _ in 0..3 {
+            let (w, gate) = (worker.clone(), Arc::clone(&gate));
+            batches.push(tokio::spawn(async move {
+                w.run(Lane::Passages, move |e| {
+                    let (open, opened) = &*gate;
+                    let mut open = open.lock().unwrap();
+                    while !*open {
+                        open = opened.wait(open).unwrap();
+                    }
+                    e.embed_passages(&["a passage"]).map(|_| ())
+                })
+                .await
+            }));
+        }
+        // One batch runs (on the thread that takes passages), two wait in the queue.
+        while worker.depth() < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Only a deadline against a hang: with one queue the query would wait forever.
+        let vector = tokio::time::timeout(
+            Duration::from_secs(60),
+            worker.run(Lane::Query, |e| e.embed_query("a query")),
+        )
+        .await
+        .expect("the query waited behind the held passage batches");
+        assert_eq!(vector.unwrap().unwrap().len(), 8);
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        for b in batches {
+            assert!(b.await.unwrap().unwrap().is_ok());
+        }
+    }
+
+    #[test]
+    fn the_threads_stop_when_the_last_handle_goes() {
+        let worker = EmbedWorker::spawn(
+            Arc::new(FakeEncoder::new(8)),
+            4,
+            2,
+            Arc::new(AtomicUsize::new(0)),
+        )
+        .unwrap();
+        let shared = Arc::downgrade(&worker.shared);
+        let copy = worker.clone();
+        drop(worker);
+        assert_eq!(copy.run_blocking(Lane::Query, |e| e.dimension()), Ok(8));
+        drop(copy);
+        // Each thread holds the shared state until it returns.
+        while shared.upgrade().is_some() {
+            std::thread::yield_now();
+        }
     }
 }

@@ -115,6 +115,11 @@ impl VectorIndex {
         {
             return Ok(None);
         }
+        // A writer may have saved a newer index between the stamp read and the load:
+        // only a stamp that did not change vouches for what was loaded.
+        if std::fs::read_to_string(&stamp_path).ok().as_deref() != Some(stamp_text.as_str()) {
+            return Ok(None);
+        }
         // Loading replaces the reservation: make room for adds and search contexts again.
         index
             .index

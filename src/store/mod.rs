@@ -10,6 +10,7 @@
 
 mod clusters;
 mod index;
+mod lock;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ use crate::embed::Window;
 use clusters::UNDATED_TS;
 pub use clusters::{ClusterMembers, ReclusterReport};
 use index::{IndexStamp, VectorIndex};
+pub use lock::WriterLock;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -48,6 +50,17 @@ pub enum StoreError {
     Json(#[from] serde_json::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error(
+        "the store in {dir} is being written by another process ({holder}); one process \
+         writes a store at a time: stop it first, or while it is `storydex serve`, send new \
+         digests to it with POST /v1/digests"
+    )]
+    Locked { dir: PathBuf, holder: String },
+    #[error("cannot take the writer lock {path}: {source}")]
+    LockFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// What the catalog knows about one window key, enough to filter a search without SQL.
@@ -191,8 +204,29 @@ const INDEX_FILE: &str = "index.usearch";
 impl Store {
     /// Opens (creating if needed) the store in `dir` for the given model.
     ///
-    /// A missing, stale or unreadable index is rebuilt from SQLite with a log line.
+    /// A missing, stale or unreadable index is rebuilt from SQLite with a log line, and
+    /// saved. Processes that write should hold the store's [`WriterLock`].
     pub fn open(dir: &Path, model_id: &str, dimension: usize) -> Result<Self, StoreError> {
+        Self::open_with(dir, model_id, dimension, true)
+    }
+
+    /// [`Store::open`] for a process that only reads, next to a writer that may be
+    /// running: a stale index is rebuilt in memory but never saved, since the index file
+    /// belongs to the writer.
+    pub fn open_for_reading(
+        dir: &Path,
+        model_id: &str,
+        dimension: usize,
+    ) -> Result<Self, StoreError> {
+        Self::open_with(dir, model_id, dimension, false)
+    }
+
+    fn open_with(
+        dir: &Path,
+        model_id: &str,
+        dimension: usize,
+        save_rebuilt_index: bool,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
         let mut conn = Connection::open(dir.join(DB_FILE))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -215,7 +249,7 @@ impl Store {
             catalog: RwLock::new(catalog),
             conn: Mutex::new(conn),
         };
-        store.load_or_rebuild_index()?;
+        store.load_or_rebuild_index(save_rebuilt_index)?;
         Ok(store)
     }
 
@@ -268,7 +302,7 @@ impl Store {
         })
     }
 
-    fn load_or_rebuild_index(&self) -> Result<(), StoreError> {
+    fn load_or_rebuild_index(&self, save: bool) -> Result<(), StoreError> {
         let conn = self.conn();
         let stamp = self.stamp(&conn)?;
         let path = self.index_path();
@@ -289,7 +323,9 @@ impl Store {
             let vector = blob_to_vector(&row.get::<_, Vec<u8>>(1)?, self.dimension)?;
             rebuilt.add(key as u64, &vector)?;
         }
-        rebuilt.save(&path, &stamp)?;
+        if save {
+            rebuilt.save(&path, &stamp)?;
+        }
         *self.index.write().unwrap_or_else(|p| p.into_inner()) = rebuilt;
         Ok(())
     }

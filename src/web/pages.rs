@@ -381,7 +381,7 @@ async fn check_draft(state: &AppState, parsed: ParsedFile) -> Result<CheckedDraf
     for chunk in parsed.stories.chunks(CHECK_BATCH) {
         let texts: Vec<String> = chunk.iter().map(|s| s.text.clone()).collect();
         let embedded = state
-            .embed(move |encoder| {
+            .embed_passages(move |encoder| {
                 let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
                 encoder.embed_passages(&texts)
             })

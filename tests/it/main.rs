@@ -18,4 +18,5 @@ mod http_real;
 mod ingest;
 mod real_duplicates;
 mod real_model;
+mod two_writers;
 mod web_pages;
