@@ -6,7 +6,7 @@
 //! (all texts in one `embed_passages` call) and in-process query latency (p50, p99).
 //!
 //! Usage: `cargo run --release --example bench_embed -- [--texts-out FILE]
-//! [--vectors-out FILE] [--query TEXT] [--repeat N] [DATA...]`; `--vectors-out` writes
+//! [--vectors-out FILE] [--query TEXT] [--repeat N] [--f32] [DATA...]`; `--vectors-out` writes
 //! the passage vectors as little-endian f32, one row per text, for the cosine check.
 
 use std::io::Write;
@@ -30,7 +30,8 @@ fn peak_rss_mb() -> f64 {
 fn main() -> anyhow::Result<()> {
     let mut texts_out: Option<PathBuf> = None;
     let mut vectors_out: Option<PathBuf> = None;
-    let mut query = "Which companies signed new AI chip supply deals with Nvidia this week?".to_owned();
+    let mut query =
+        "Which companies signed new AI chip supply deals with Nvidia this week?".to_owned();
     let mut repeat = 200usize;
     let mut inputs: Vec<PathBuf> = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -44,6 +45,8 @@ fn main() -> anyhow::Result<()> {
             "--vectors-out" => vectors_out = Some(PathBuf::from(value()?)),
             "--query" => query = value()?,
             "--repeat" => repeat = value()?.parse()?,
+            // Passages in f32 even where the CPU has AVX512-BF16 (to compare).
+            "--f32" => storydex::embed::set_bf16_long_inputs(false),
             _ => inputs.push(PathBuf::from(a)),
         }
     }

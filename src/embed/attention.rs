@@ -48,21 +48,32 @@ impl CustomOp1 for FusedAttention {
 /// Context `[len, h]` from the fused projection `[len, 3h]`.
 pub(crate) fn attention(qkv: &[f32], len: usize, h: usize, heads: usize) -> Vec<f32> {
     let d = h / heads;
-    // Short sequences (queries) are cheaper to run here than to hand to another core.
-    let min_heads = if len < 64 { heads } else { 1 };
+    assert_eq!(
+        qkv.len(),
+        len * 3 * h,
+        "fused attention: bad QKV size; this is a bug"
+    );
+    let mut out = vec![0.0f32; len * h];
+    #[cfg(target_arch = "x86_64")]
+    if super::linear::avx512_available() && d % PANEL == 0 {
+        let out_ptr = SendPtr(out.as_mut_ptr());
+        // Short sequences (queries) are cheaper to run here than to hand to another core.
+        let min_heads = if len < 64 { heads } else { 1 };
+        (0..heads)
+            .into_par_iter()
+            .with_min_len(min_heads)
+            .for_each(|head| {
+                let out_ptr = &out_ptr;
+                // SAFETY: the CPU has AVX-512; each head writes only its own d columns of
+                // every row of `out` (len×h), so no two tasks alias; qkv is len×3h.
+                unsafe { head_tiled(qkv.as_ptr(), len, h, d, head, out_ptr.0) }
+            });
+        return out;
+    }
     let per_head: Vec<Vec<f32>> = (0..heads)
         .into_par_iter()
-        .with_min_len(min_heads)
-        .map(|head| {
-            #[cfg(target_arch = "x86_64")]
-            if super::linear::avx512_available() {
-                // SAFETY: the CPU supports the features the function is compiled for.
-                return unsafe { head_avx512(qkv, len, h, d, head) };
-            }
-            head_generic(qkv, len, h, d, head)
-        })
+        .map(|head| head_any(qkv, len, h, d, head))
         .collect();
-    let mut out = vec![0.0f32; len * h];
     for (head, ctx) in per_head.iter().enumerate() {
         for i in 0..len {
             out[i * h + head * d..i * h + head * d + d].copy_from_slice(&ctx[i * d..i * d + d]);
@@ -71,89 +82,132 @@ pub(crate) fn attention(qkv: &[f32], len: usize, h: usize, heads: usize) -> Vec<
     out
 }
 
+struct SendPtr(*mut f32);
+// SAFETY: used only to hand disjoint column ranges of one buffer to rayon tasks.
+unsafe impl Sync for SendPtr {}
+unsafe impl Send for SendPtr {}
+
+/// Keys per score panel and context columns per pass: two 512-bit registers of f32.
+const PANEL: usize = 32;
+/// Query rows per register tile: 8 rows × 2 registers = 16 accumulators.
+const ROWS: usize = 8;
+
+/// One head as two register-tiled matmuls per tile of 8 query rows: scores `Q·Kᵀ`
+/// against keys packed in panels of 32 (each key value loaded once feeds 8 rows), the
+/// softmax numerators in place, then `P·V` straight from the V rows of `qkv`.
+///
+/// # Safety
+/// AVX-512F and FMA must be available; `qkv` is `len×3h`, `out` is `len×h` and this call
+/// is the only writer of columns `head·d .. head·d + d`; `d` is a multiple of 32.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-unsafe fn head_avx512(qkv: &[f32], len: usize, h: usize, d: usize, head: usize) -> Vec<f32> {
-    head_generic(qkv, len, h, d, head)
-}
-
-#[inline(always)]
-fn head_generic(qkv: &[f32], len: usize, h: usize, d: usize, head: usize) -> Vec<f32> {
-    match d {
-        32 => head_fixed::<32>(qkv, len, h, head),
-        64 => head_fixed::<64>(qkv, len, h, head),
-        _ => head_any(qkv, len, h, d, head),
-    }
-}
-
-/// Scores are computed for 4×16 keys at a time and the context row keeps 4 partial
-/// `[f32; D]` sums: independent accumulators, so the FMAs pipeline instead of waiting
-/// on each other, and no store per step in either inner loop.
-#[inline(always)]
-fn head_fixed<const D: usize>(qkv: &[f32], len: usize, h: usize, head: usize) -> Vec<f32> {
-    const LANES: usize = 16;
-    // 8 independent score accumulators keep both FMA units busy (4-cycle latency).
-    const GROUP: usize = 8;
-    // 4 partial context rows of D lanes each for the P·V pass.
-    const PARTS: usize = 4;
+unsafe fn head_tiled(qkv: *const f32, len: usize, h: usize, d: usize, head: usize, out: *mut f32) {
     let stride = 3 * h;
-    let blocks = len.div_ceil(LANES * GROUP) * GROUP;
-    // Kᵀ in blocks of 16 keys: kt[b][dd][lane]; padding keys are zero and their scores
-    // are never read.
-    let mut kt = vec![0.0f32; blocks * D * LANES];
-    let mut v = vec![[0.0f32; D]; len];
+    let panels = len.div_ceil(PANEL);
+    let width = panels * PANEL;
+    // kp[p][dd][lane] = K[p·32 + lane][dd]; padding keys are zero and their scores are
+    // never read.
+    let mut kp = vec![0.0f32; panels * d * PANEL];
     for j in 0..len {
-        let row = &qkv[j * stride..(j + 1) * stride];
-        let (b, lane) = (j / LANES, j % LANES);
-        for dd in 0..D {
-            kt[(b * D + dd) * LANES + lane] = row[h + head * D + dd];
-        }
-        v[j].copy_from_slice(&row[2 * h + head * D..2 * h + head * D + D]);
-    }
-    let mut ctx = vec![0.0f32; len * D];
-    let mut scores = vec![0.0f32; blocks * LANES];
-    for i in 0..len {
-        let q = &qkv[i * stride + head * D..i * stride + head * D + D];
-        for b in (0..blocks).step_by(GROUP) {
-            let mut acc = [[0.0f32; LANES]; GROUP];
-            for (dd, &qd) in q.iter().enumerate() {
-                for (g, acc) in acc.iter_mut().enumerate() {
-                    let k = &kt[((b + g) * D + dd) * LANES..((b + g) * D + dd + 1) * LANES];
-                    for l in 0..LANES {
-                        acc[l] = qd.mul_add(k[l], acc[l]);
-                    }
-                }
-            }
-            for (g, acc) in acc.iter().enumerate() {
-                scores[(b + g) * LANES..(b + g + 1) * LANES].copy_from_slice(acc);
-            }
-        }
-        let scores = &mut scores[..len];
-        let sum = softmax_numerators(scores);
-        let mut partial = [[0.0f32; D]; PARTS];
-        let mut ps = scores.chunks_exact(PARTS);
-        let mut vs = v.chunks_exact(PARTS);
-        for (p, vr) in (&mut ps).zip(&mut vs) {
-            for g in 0..PARTS {
-                for dd in 0..D {
-                    partial[g][dd] = p[g].mul_add(vr[g][dd], partial[g][dd]);
-                }
-            }
-        }
-        for (p, vr) in ps.remainder().iter().zip(vs.remainder()) {
-            for dd in 0..D {
-                partial[0][dd] = p.mul_add(vr[dd], partial[0][dd]);
-            }
-        }
-        let inv = 1.0 / sum;
-        for (dd, c) in ctx[i * D..(i + 1) * D].iter_mut().enumerate() {
-            *c = (partial[0][dd] + partial[1][dd] + partial[2][dd] + partial[3][dd]) * inv;
+        let k = qkv.add(j * stride + h + head * d);
+        let (p, lane) = (j / PANEL, j % PANEL);
+        for dd in 0..d {
+            kp[(p * d + dd) * PANEL + lane] = *k.add(dd);
         }
     }
-    ctx
+    let mut scores = vec![0.0f32; ROWS * width];
+    let q = qkv.add(head * d);
+    let v = qkv.add(2 * h + head * d);
+    let o = out.add(head * d);
+    let mut row = 0;
+    while row < len {
+        let rows = (len - row).min(ROWS);
+        let args = (
+            q.add(row * stride),
+            stride,
+            len,
+            d,
+            kp.as_ptr(),
+            v,
+            o.add(row * h),
+            h,
+        );
+        let s = scores.as_mut_ptr();
+        match rows {
+            8.. => head_tile::<8>(args, s, width),
+            7 => head_tile::<7>(args, s, width),
+            6 => head_tile::<6>(args, s, width),
+            5 => head_tile::<5>(args, s, width),
+            4 => head_tile::<4>(args, s, width),
+            3 => head_tile::<3>(args, s, width),
+            2 => head_tile::<2>(args, s, width),
+            _ => head_tile::<1>(args, s, width),
+        }
+        row += rows;
+    }
 }
 
-/// Any head size (not used by e5 models, kept so other BERTs still load).
+/// Q rows, their stride, len, d, packed K, V rows (stride as Q), context rows, their stride.
+type TileArgs = (
+    *const f32,
+    usize,
+    usize,
+    usize,
+    *const f32,
+    *const f32,
+    *mut f32,
+    usize,
+);
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn head_tile<const R: usize>(args: TileArgs, scores: *mut f32, width: usize) {
+    use std::arch::x86_64::*;
+    let (q, stride, len, d, kp, v, out, ldo) = args;
+    for p in 0..width / PANEL {
+        let mut lo = [_mm512_setzero_ps(); R];
+        let mut hi = [_mm512_setzero_ps(); R];
+        let panel = kp.add(p * d * PANEL);
+        for dd in 0..d {
+            let b0 = _mm512_loadu_ps(panel.add(dd * PANEL));
+            let b1 = _mm512_loadu_ps(panel.add(dd * PANEL + 16));
+            for r in 0..R {
+                let a = _mm512_set1_ps(*q.add(r * stride + dd));
+                lo[r] = _mm512_fmadd_ps(a, b0, lo[r]);
+                hi[r] = _mm512_fmadd_ps(a, b1, hi[r]);
+            }
+        }
+        for r in 0..R {
+            _mm512_storeu_ps(scores.add(r * width + p * PANEL), lo[r]);
+            _mm512_storeu_ps(scores.add(r * width + p * PANEL + 16), hi[r]);
+        }
+    }
+    let mut inv = [0.0f32; R];
+    for (r, inv) in inv.iter_mut().enumerate() {
+        let s = std::slice::from_raw_parts_mut(scores.add(r * width), len);
+        *inv = 1.0 / softmax_numerators(s);
+    }
+    for c in (0..d).step_by(PANEL) {
+        let mut lo = [_mm512_setzero_ps(); R];
+        let mut hi = [_mm512_setzero_ps(); R];
+        for j in 0..len {
+            let vr = v.add(j * stride + c);
+            let (b0, b1) = (_mm512_loadu_ps(vr), _mm512_loadu_ps(vr.add(16)));
+            for r in 0..R {
+                let a = _mm512_set1_ps(*scores.add(r * width + j));
+                lo[r] = _mm512_fmadd_ps(a, b0, lo[r]);
+                hi[r] = _mm512_fmadd_ps(a, b1, hi[r]);
+            }
+        }
+        for r in 0..R {
+            let scale = _mm512_set1_ps(inv[r]);
+            _mm512_storeu_ps(out.add(r * ldo + c), _mm512_mul_ps(lo[r], scale));
+            _mm512_storeu_ps(out.add(r * ldo + c + 16), _mm512_mul_ps(hi[r], scale));
+        }
+    }
+}
+
+/// Any head size, and CPUs without AVX-512.
 fn head_any(qkv: &[f32], len: usize, h: usize, d: usize, head: usize) -> Vec<f32> {
     let stride = 3 * h;
     let mut ctx = vec![0.0f32; len * d];
@@ -260,7 +314,9 @@ mod tests {
 
     #[test]
     fn fused_attention_equals_the_textbook_formula() {
-        for (len, heads, d) in [(7, 3, 4), (19, 2, 32)] {
+        // Head sizes for the generic and the tiled path; lengths around the 8-row tiles
+        // and the 32-key panels.
+        for (len, heads, d) in [(7, 3, 4), (19, 2, 32), (1, 2, 32), (33, 3, 64), (70, 1, 32)] {
             let h = heads * d;
             let qkv: Vec<f32> = (0..len * 3 * h)
                 .map(|i| ((i * 37) % 23) as f32 / 23.0 - 0.5)
