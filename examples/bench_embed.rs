@@ -6,7 +6,7 @@
 //! (all texts in one `embed_passages` call) and in-process query latency (p50, p99).
 //!
 //! Usage: `cargo run --release --example bench_embed -- [--texts-out FILE]
-//! [--vectors-out FILE] [--query TEXT] [--repeat N] [--f32] [DATA...]`; `--vectors-out` writes
+//! [--vectors-out FILE] [--query TEXT] [--repeat N] [--f32] [--queries-only] [DATA...]`; `--vectors-out` writes
 //! the passage vectors as little-endian f32, one row per text, for the cosine check.
 
 use std::io::Write;
@@ -33,6 +33,7 @@ fn main() -> anyhow::Result<()> {
     let mut query =
         "Which companies signed new AI chip supply deals with Nvidia this week?".to_owned();
     let mut repeat = 200usize;
+    let mut queries_only = false;
     let mut inputs: Vec<PathBuf> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -47,6 +48,8 @@ fn main() -> anyhow::Result<()> {
             "--repeat" => repeat = value()?.parse()?,
             // Passages in f32 even where the CPU has AVX512-BF16 (to compare).
             "--f32" => storydex::embed::set_bf16_long_inputs(false),
+            // Only the query latency (no passages, no texts or vectors written).
+            "--queries-only" => queries_only = true,
             _ => inputs.push(PathBuf::from(a)),
         }
     }
@@ -83,7 +86,10 @@ fn main() -> anyhow::Result<()> {
             writeln!(f)?;
         }
     }
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    if queries_only {
+        refs.clear();
+    }
     encoder.embed_passages(&refs[..2.min(refs.len())])?;
     let started = Instant::now();
     let windows = encoder.embed_passages(&refs)?;

@@ -155,6 +155,8 @@ pub(crate) struct Bert {
     weights: MmapedSafetensors,
     /// Every dense layer has the packed kernel: run [`Bert::embed_packed`].
     packed: bool,
+    /// Long inputs in bf16 (attention included) on the packed path.
+    bf16: bool,
     /// `position_and_type` on the host, for the packed path.
     host_position_and_type: Vec<f32>,
     hidden: usize,
@@ -291,6 +293,7 @@ impl Bert {
         Ok(Self {
             weights,
             packed,
+            bf16: precision == LongPrecision::Bf16,
             host_position_and_type,
             hidden: h,
             heads: config.num_attention_heads,
@@ -386,7 +389,7 @@ impl Bert {
             .add_and_norm(&mut x, &self.host_position_and_type[..len * h]);
         for layer in &self.layers {
             let qkv = packed(&layer.qkv).apply(&x, len);
-            let context = super::attention::attention(&qkv, len, h, self.heads);
+            let context = super::attention::attention(&qkv, len, h, self.heads, self.bf16);
             let mut attended = packed(&layer.attention_out).apply(&context, len);
             layer.attention_norm.add_and_norm(&mut attended, &x);
             let ff = packed(&layer.intermediate).apply(&attended, len);

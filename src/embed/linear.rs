@@ -88,7 +88,10 @@ impl Dense {
 pub(crate) fn bf16_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        avx512_available() && std::is_x86_feature_detected!("avx512bf16")
+        avx512_available()
+            && std::is_x86_feature_detected!("avx512bf16")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vl")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -257,7 +260,9 @@ impl PackedLinear {
             "PackedLinear needs AVX-512; this is a bug"
         );
         assert_eq!(x.len(), m * self.inp);
-        let mut y = vec![0.0f32; m * self.out];
+        // Every element is written below (each panel stores all its 32 columns of every
+        // row), so the buffer is not zeroed first.
+        let mut y: Vec<f32> = Vec::with_capacity(m * self.out);
         let out_ptr = SendPtr(y.as_mut_ptr());
         let panels = self.out / NR;
         let int8 = m <= SMALL_M && INT8_SHORT_INPUTS.load(std::sync::atomic::Ordering::Relaxed);
@@ -310,6 +315,8 @@ impl PackedLinear {
                     );
                 }
             });
+        // SAFETY: the panels together wrote all m×out elements (see above).
+        unsafe { y.set_len(m * self.out) };
         y
     }
 }
@@ -469,35 +476,58 @@ fn to_bf16_rows(x: &[f32], m: usize, k: usize) -> Vec<u16> {
     let width = 2 * k.div_ceil(2);
     let mut out = vec![0u16; m * width];
     for (row, dst) in x.chunks_exact(k).zip(out.chunks_exact_mut(width)) {
-        #[cfg(target_arch = "x86_64")]
-        if bf16_available() {
-            // SAFETY: the CPU has AVX512-BF16; both slices are k long at least.
-            unsafe { to_bf16_avx512(row, &mut dst[..k]) };
-            continue;
-        }
-        for (d, &v) in dst.iter_mut().zip(row) {
-            *d = bf16_bits(v);
-        }
+        to_bf16(row, dst);
     }
     out
 }
 
+/// `dst[i] = bf16(src[i])` (to nearest even) over the length both have.
+pub(crate) fn to_bf16(src: &[f32], dst: &mut [u16]) {
+    #[cfg(target_arch = "x86_64")]
+    if bf16_available() {
+        // SAFETY: the CPU has AVX512-BF16.
+        unsafe { to_bf16_avx512(src, dst) };
+        return;
+    }
+    for (d, &v) in dst.iter_mut().zip(src) {
+        *d = bf16_bits(v);
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bf16")]
+#[target_feature(enable = "avx512f,avx512bf16,avx512bw,avx512vl")]
 unsafe fn to_bf16_avx512(src: &[f32], dst: &mut [u16]) {
+    to_bf16_inline(src, dst);
+}
+
+/// [`to_bf16`] for callers already compiled with AVX512-BF16 (inlined there: no
+/// dispatch per call; the tail is a masked load and store).
+///
+/// # Safety
+/// AVX-512F and AVX512-BF16 must be available.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn to_bf16_inline(src: &[f32], dst: &mut [u16]) {
     use std::arch::x86_64::*;
     let n = src.len().min(dst.len());
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
     let mut i = 0;
     while i + 16 <= n {
-        let v = _mm512_cvtneps_pbh(_mm512_loadu_ps(src.as_ptr().add(i)));
+        let v = _mm512_cvtneps_pbh(_mm512_loadu_ps(s.add(i)));
         _mm256_storeu_si256(
-            dst.as_mut_ptr().add(i) as *mut __m256i,
+            d.add(i) as *mut __m256i,
             std::mem::transmute::<__m256bh, __m256i>(v),
         );
         i += 16;
     }
-    for j in i..n {
-        dst[j] = bf16_bits(src[j]);
+    if i < n {
+        let mask: u16 = (1u16 << (n - i)) - 1;
+        let v = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mask, s.add(i)));
+        _mm256_mask_storeu_epi16(
+            d.add(i) as *mut i16,
+            mask as __mmask16,
+            std::mem::transmute::<__m256bh, __m256i>(v),
+        );
     }
 }
 
