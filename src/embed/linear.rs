@@ -1,9 +1,10 @@
 //! The encoder's dense layers on x86 CPUs with AVX-512: a candle custom op.
 //!
 //! Owns: packing a `[out, in]` weight once at load time into 32-column panels, and
-//! `y = x·Wᵀ + b` (optionally followed by exact GELU) with an AVX-512 register-tiled
-//! kernel. Must not: be used where AVX-512 is missing; `Dense::load` falls back to
-//! candle's own matmul there (and on GPUs).
+//! `y = x·Wᵀ + b` (optionally followed by exact GELU) with AVX-512 register-tiled
+//! kernels: f32, bf16 pairs (`vdpbf16ps`, where the CPU has AVX512-BF16) for long
+//! inputs, int8 weights for short ones. Must not: be used where AVX-512 is missing;
+//! `Dense::load` falls back to candle's own matmul there (and on GPUs).
 //!
 //! Why: candle's CPU matmul (the `gemm` crate) only uses AVX2 on stable Rust, and for
 //! the short sequences of news items its thread hand-off costs more than it saves.
@@ -20,6 +21,9 @@ const MR: usize = 8;
 /// Rows per tile on the int8 path: 26 accumulators, 2 weights and a broadcast still fit
 /// the 32 vector registers.
 const MR_SMALL: usize = 13;
+/// Rows per tile on the bf16 path: 24 accumulators, each `vdpbf16ps` doing 32
+/// multiply-adds, so a weight pair loaded from cache feeds 768 of them.
+const MR_BF16: usize = 12;
 
 /// A dense layer, packed for the AVX-512 kernel or left to candle.
 pub(crate) enum Dense {
@@ -31,8 +35,14 @@ pub(crate) enum Dense {
 }
 
 impl Dense {
-    /// `weight` is `[out, in]` (PyTorch orientation), `bias` is `[out]`.
-    pub(crate) fn new(weight: Tensor, bias: Tensor, gelu: bool) -> candle_core::Result<Self> {
+    /// `weight` is `[out, in]` (PyTorch orientation), `bias` is `[out]`; `precision` is
+    /// for long inputs on the packed path.
+    pub(crate) fn new(
+        weight: Tensor,
+        bias: Tensor,
+        gelu: bool,
+        precision: LongPrecision,
+    ) -> candle_core::Result<Self> {
         let (out, inp) = weight.dims2()?;
         if weight.device().is_cpu() && avx512_available() && out % NR == 0 {
             let w = weight
@@ -40,12 +50,22 @@ impl Dense {
                 .flatten_all()?
                 .to_vec1::<f32>()?;
             let b = bias.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-            return Ok(Dense::Packed(PackedLinear::new(&w, &b, out, inp, gelu)));
+            return Ok(Dense::Packed(PackedLinear::with_precision(
+                &w, &b, out, inp, gelu, precision,
+            )));
         }
         Ok(Dense::Candle {
             linear: candle_nn::Linear::new(weight, Some(bias)),
             gelu,
         })
+    }
+
+    /// The packed kernel, when this layer has one (CPUs with AVX-512).
+    pub(crate) fn packed(&self) -> Option<&PackedLinear> {
+        match self {
+            Dense::Packed(p) => Some(p),
+            Dense::Candle { .. } => None,
+        }
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
@@ -60,6 +80,22 @@ impl Dense {
                 }
             }
         }
+    }
+}
+
+/// AVX512-BF16 (`vdpbf16ps`, `vcvtneps2bf16`): Cooper Lake, Sapphire Rapids and later
+/// Xeons, AMD Zen 4 and later.
+pub(crate) fn bf16_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        avx512_available()
+            && std::is_x86_feature_detected!("avx512bf16")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vl")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
@@ -88,9 +124,49 @@ pub fn set_int8_short_inputs(on: bool) {
     INT8_SHORT_INPUTS.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Weights laid out as `panels[p][k][j] = W[p*32 + j][k]`, in f32 and in int8.
+/// Whether models loaded from now on run long inputs in bf16 where the CPU has
+/// AVX512-BF16 (on by default).
+static BF16_LONG_INPUTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Chooses bf16 (`true`, the default, where the CPU has AVX512-BF16) or f32 weights and
+/// inputs for inputs longer than 24 tokens, for models loaded after the call (the
+/// weights are packed once, at load). Benchmarks turn it off to compare.
+pub fn set_bf16_long_inputs(on: bool) {
+    BF16_LONG_INPUTS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How the weights for long inputs (passages) are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LongPrecision {
+    F32,
+    /// Weights and inputs rounded to bf16 (to nearest even), products summed in f32.
+    Bf16,
+}
+
+impl LongPrecision {
+    /// bf16 where the CPU can and [`set_bf16_long_inputs`] has not turned it off.
+    pub(crate) fn for_this_cpu() -> Self {
+        if bf16_available() && BF16_LONG_INPUTS.load(std::sync::atomic::Ordering::Relaxed) {
+            LongPrecision::Bf16
+        } else {
+            LongPrecision::F32
+        }
+    }
+}
+
+enum LongPanels {
+    /// `panels[p][k][j] = W[p*32 + j][k]`.
+    F32(Vec<f32>),
+    /// bf16 bits in pairs along k: `panels[p][k/2][j][k%2] = W[p*32 + j][k]`, k padded
+    /// to even with zeros, so one 512-bit load holds 16 columns × 2 inputs, the operand
+    /// `vdpbf16ps` wants.
+    Bf16(Vec<u16>),
+}
+
+/// Weights packed in 32-column panels: for long inputs in f32 or bf16, for short ones in
+/// int8.
 pub(crate) struct PackedLinear {
-    panels: Vec<f32>,
+    long: LongPanels,
     /// The same panels as int8, symmetric per output column: `w ≈ q · scale[col]`.
     /// The rounding error (≤ max|w|/254 per weight) is some 16 times smaller than the
     /// 4-bit quantisation the sample weights already carry.
@@ -103,7 +179,18 @@ pub(crate) struct PackedLinear {
 }
 
 impl PackedLinear {
-    pub(crate) fn new(w: &[f32], bias: &[f32], out: usize, inp: usize, gelu: bool) -> Self {
+    pub(crate) fn with_precision(
+        w: &[f32],
+        bias: &[f32],
+        out: usize,
+        inp: usize,
+        gelu: bool,
+        precision: LongPrecision,
+    ) -> Self {
+        assert!(
+            precision == LongPrecision::F32 || bf16_available(),
+            "bf16 panels need AVX512-BF16; this is a bug"
+        );
         assert_eq!(
             out % NR,
             0,
@@ -129,16 +216,34 @@ impl PackedLinear {
                 }
             })
             .collect();
-        let panels_i8 = panels
-            .iter()
-            .enumerate()
-            .map(|(i, &x)| {
-                let col = (i / (inp * NR)) * NR + i % NR;
-                (x / scales[col]).round().clamp(-127.0, 127.0) as i8
+        let long = match precision {
+            LongPrecision::F32 => LongPanels::F32(panels),
+            LongPrecision::Bf16 => {
+                let pairs = inp.div_ceil(2);
+                let mut b = vec![0u16; out / NR * pairs * NR * 2];
+                for p in 0..out / NR {
+                    for k in 0..inp {
+                        for j in 0..NR {
+                            b[((p * pairs + k / 2) * NR + j) * 2 + k % 2] =
+                                bf16_bits(w[(p * NR + j) * inp + k]);
+                        }
+                    }
+                }
+                LongPanels::Bf16(b)
+            }
+        };
+        let panels_i8 = (0..out * inp)
+            .map(|i| {
+                // Same panel order as the f32 panels: i = (p·inp + k)·32 + j.
+                let (p, k, j) = (i / (inp * NR), i / NR % inp, i % NR);
+                let col = p * NR + j;
+                (w[col * inp + k] / scales[col])
+                    .round()
+                    .clamp(-127.0, 127.0) as i8
             })
             .collect();
         Self {
-            panels,
+            long,
             panels_i8,
             scales,
             bias: bias.to_vec(),
@@ -155,10 +260,18 @@ impl PackedLinear {
             "PackedLinear needs AVX-512; this is a bug"
         );
         assert_eq!(x.len(), m * self.inp);
-        let mut y = vec![0.0f32; m * self.out];
+        // Every element is written below (each panel stores all its 32 columns of every
+        // row), so the buffer is not zeroed first.
+        let mut y: Vec<f32> = Vec::with_capacity(m * self.out);
         let out_ptr = SendPtr(y.as_mut_ptr());
         let panels = self.out / NR;
         let int8 = m <= SMALL_M && INT8_SHORT_INPUTS.load(std::sync::atomic::Ordering::Relaxed);
+        // bf16 kernels read the input as bf16 pairs: rounded once here, not per panel.
+        let pairs = self.inp.div_ceil(2);
+        let x_bf16 = match &self.long {
+            LongPanels::Bf16(_) if !int8 => to_bf16_rows(x, m, self.inp),
+            _ => Vec::new(),
+        };
         // Two halves per thread at most: enough to balance, few hand-offs. When rayon's
         // threads are all busy with other windows, the halves simply run here.
         let min_panels = panels.div_ceil(2 * rayon::current_num_threads()).max(1);
@@ -170,13 +283,25 @@ impl PackedLinear {
                 // SAFETY: each panel writes only its own 32 columns of every row of `y`,
                 // which is m×out long; panels are disjoint, so no two tasks alias.
                 unsafe {
-                    let weights = if int8 {
-                        Weights::I8 {
+                    let weights = match &self.long {
+                        _ if int8 => Weights::I8 {
                             panel: self.panels_i8.as_ptr().add(p * self.inp * NR),
                             scales: self.scales.as_ptr().add(p * NR),
+                        },
+                        LongPanels::F32(w) => Weights::F32(w.as_ptr().add(p * self.inp * NR)),
+                        LongPanels::Bf16(w) => {
+                            panel_bf16(
+                                x_bf16.as_ptr(),
+                                m,
+                                pairs,
+                                w.as_ptr().add(p * pairs * NR * 2),
+                                self.bias.as_ptr().add(p * NR),
+                                out_ptr.0.add(p * NR),
+                                self.out,
+                                self.gelu,
+                            );
+                            return;
                         }
-                    } else {
-                        Weights::F32(self.panels.as_ptr().add(p * self.inp * NR))
                     };
                     panel(
                         x.as_ptr(),
@@ -190,6 +315,8 @@ impl PackedLinear {
                     );
                 }
             });
+        // SAFETY: the panels together wrote all m×out elements (see above).
+        unsafe { y.set_len(m * self.out) };
         y
     }
 }
@@ -339,6 +466,160 @@ unsafe fn tile<const R: usize>(
     }
 }
 
+/// f32 to bf16 bits, rounding to nearest even (NaN stays NaN).
+fn bf16_bits(x: f32) -> u16 {
+    half::bf16::from_f32(x).to_bits()
+}
+
+/// `x[m, k]` as bf16 rows of `2·ceil(k/2)` (a zero pads an odd `k`).
+fn to_bf16_rows(x: &[f32], m: usize, k: usize) -> Vec<u16> {
+    let width = 2 * k.div_ceil(2);
+    let mut out = vec![0u16; m * width];
+    for (row, dst) in x.chunks_exact(k).zip(out.chunks_exact_mut(width)) {
+        to_bf16(row, dst);
+    }
+    out
+}
+
+/// `dst[i] = bf16(src[i])` (to nearest even) over the length both have.
+pub(crate) fn to_bf16(src: &[f32], dst: &mut [u16]) {
+    #[cfg(target_arch = "x86_64")]
+    if bf16_available() {
+        // SAFETY: the CPU has AVX512-BF16.
+        unsafe { to_bf16_avx512(src, dst) };
+        return;
+    }
+    for (d, &v) in dst.iter_mut().zip(src) {
+        *d = bf16_bits(v);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16,avx512bw,avx512vl")]
+unsafe fn to_bf16_avx512(src: &[f32], dst: &mut [u16]) {
+    to_bf16_inline(src, dst);
+}
+
+/// [`to_bf16`] for callers already compiled with AVX512-BF16 (inlined there: no
+/// dispatch per call; the tail is a masked load and store).
+///
+/// # Safety
+/// AVX-512F and AVX512-BF16 must be available.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn to_bf16_inline(src: &[f32], dst: &mut [u16]) {
+    use std::arch::x86_64::*;
+    let n = src.len().min(dst.len());
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+    let mut i = 0;
+    while i + 16 <= n {
+        let v = _mm512_cvtneps_pbh(_mm512_loadu_ps(s.add(i)));
+        _mm256_storeu_si256(
+            d.add(i) as *mut __m256i,
+            std::mem::transmute::<__m256bh, __m256i>(v),
+        );
+        i += 16;
+    }
+    if i < n {
+        let mask: u16 = (1u16 << (n - i)) - 1;
+        let v = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mask, s.add(i)));
+        _mm256_mask_storeu_epi16(
+            d.add(i) as *mut i16,
+            mask as __mmask16,
+            std::mem::transmute::<__m256bh, __m256i>(v),
+        );
+    }
+}
+
+/// One 32-column panel for all rows on the bf16 path: tiles of `MR_BF16` rows, then the
+/// remainder.
+///
+/// # Safety
+/// `x` is `m` bf16 rows of `2·pairs`, `b` a packed bf16 panel of `pairs` pairs, `bias`
+/// 32 values, `y` row stride `ldy` with 32 writable columns; AVX512-BF16 must be
+/// available.
+#[allow(clippy::too_many_arguments)]
+unsafe fn panel_bf16(
+    x: *const u16,
+    m: usize,
+    pairs: usize,
+    b: *const u16,
+    bias: *const f32,
+    y: *mut f32,
+    ldy: usize,
+    gelu: bool,
+) {
+    let mut row = 0;
+    while row < m {
+        let rows = (m - row).min(MR_BF16);
+        let (xr, yr) = (x.add(row * 2 * pairs), y.add(row * ldy));
+        match rows {
+            12.. => tile_bf16::<12>(xr, pairs, b, bias, yr, ldy),
+            11 => tile_bf16::<11>(xr, pairs, b, bias, yr, ldy),
+            10 => tile_bf16::<10>(xr, pairs, b, bias, yr, ldy),
+            9 => tile_bf16::<9>(xr, pairs, b, bias, yr, ldy),
+            8 => tile_bf16::<8>(xr, pairs, b, bias, yr, ldy),
+            7 => tile_bf16::<7>(xr, pairs, b, bias, yr, ldy),
+            6 => tile_bf16::<6>(xr, pairs, b, bias, yr, ldy),
+            5 => tile_bf16::<5>(xr, pairs, b, bias, yr, ldy),
+            4 => tile_bf16::<4>(xr, pairs, b, bias, yr, ldy),
+            3 => tile_bf16::<3>(xr, pairs, b, bias, yr, ldy),
+            2 => tile_bf16::<2>(xr, pairs, b, bias, yr, ldy),
+            _ => tile_bf16::<1>(xr, pairs, b, bias, yr, ldy),
+        }
+        if gelu {
+            for r in 0..rows {
+                gelu_32(yr.add(r * ldy));
+            }
+        }
+        row += rows;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn tile_bf16<const R: usize>(
+    x: *const u16,
+    pairs: usize,
+    b: *const u16,
+    bias: *const f32,
+    y: *mut f32,
+    ldy: usize,
+) {
+    use std::arch::x86_64::*;
+    let mut lo = [_mm512_loadu_ps(bias); R];
+    let mut hi = [_mm512_loadu_ps(bias.add(16)); R];
+    let xw = x as *const i32;
+    for kk in 0..pairs {
+        let w = b.add(kk * NR * 2) as *const __m512i;
+        let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(w));
+        let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(w.add(1)));
+        for r in 0..R {
+            // Inputs 2kk and 2kk+1 of row r, as one 32-bit pair in every lane.
+            let a: __m512bh =
+                std::mem::transmute(_mm512_set1_epi32(xw.add(r * pairs + kk).read_unaligned()));
+            lo[r] = _mm512_dpbf16_ps(lo[r], a, b0);
+            hi[r] = _mm512_dpbf16_ps(hi[r], a, b1);
+        }
+    }
+    for r in 0..R {
+        _mm512_storeu_ps(y.add(r * ldy), lo[r]);
+        _mm512_storeu_ps(y.add(r * ldy + 16), hi[r]);
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn tile_bf16<const R: usize>(
+    _x: *const u16,
+    _pairs: usize,
+    _b: *const u16,
+    _bias: *const f32,
+    _y: *mut f32,
+    _ldy: usize,
+) {
+    unreachable!("bf16 panels are only built when AVX512-BF16 is available")
+}
+
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn tile<const R: usize>(
     _x: *const f32,
@@ -406,6 +687,102 @@ mod tests {
         }
     }
 
+    fn plain_matmul(
+        x: &[f32],
+        w: &[f32],
+        b: &[f32],
+        m: usize,
+        inp: usize,
+        gelu_on: bool,
+    ) -> Vec<f64> {
+        let out = b.len();
+        let mut y = vec![0.0f64; m * out];
+        for r in 0..m {
+            for c in 0..out {
+                let mut acc = b[c] as f64;
+                for kk in 0..inp {
+                    acc += x[r * inp + kk] as f64 * w[c * inp + kk] as f64;
+                }
+                y[r * out + c] = if gelu_on {
+                    gelu(acc as f32) as f64
+                } else {
+                    acc
+                };
+            }
+        }
+        y
+    }
+
+    fn round_bf16(v: &[f32]) -> Vec<f32> {
+        v.iter()
+            .map(|&x| half::bf16::from_f32(x).to_f32())
+            .collect()
+    }
+
+    #[test]
+    fn bf16_kernel_equals_a_plain_matmul_of_the_rounded_values_on_odd_shapes() {
+        if !bf16_available() {
+            eprintln!("no AVX512-BF16 on this CPU: the bf16 kernel is not used here");
+            return;
+        }
+        // Odd and even input widths, one and several panels, every row remainder of a
+        // 12-row tile, and lengths on both sides of the short-input limit.
+        for (out, inp) in [(32, 1), (64, 37), (96, 40), (32, 385)] {
+            let w: Vec<f32> = (0..out * inp)
+                .map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5)
+                .collect();
+            let b: Vec<f32> = (0..out).map(|i| i as f32 / 10.0).collect();
+            for gelu_on in [false, true] {
+                let packed =
+                    PackedLinear::with_precision(&w, &b, out, inp, gelu_on, LongPrecision::Bf16);
+                for m in [25, 26, 29, 35, 36, 37, 47, 48, 49, 60, 61] {
+                    let x: Vec<f32> = (0..m * inp)
+                        .map(|i| ((i * 31) % 13) as f32 / 13.0 - 0.4 + i as f32 * 1e-4)
+                        .collect();
+                    let y = packed.apply(&x, m);
+                    // The kernel multiplies bf16-rounded values exactly and sums in f32.
+                    let exact = plain_matmul(&round_bf16(&x), &round_bf16(&w), &b, m, inp, gelu_on);
+                    let full = plain_matmul(&x, &w, &b, m, inp, gelu_on);
+                    for i in 0..m * out {
+                        let got = y[i] as f64;
+                        assert!(
+                            (got - exact[i]).abs() < 1e-4 * (1.0 + exact[i].abs()),
+                            "out={out} inp={inp} m={m} i={i}: {got} vs {}",
+                            exact[i]
+                        );
+                        // And stays within bf16 rounding of the f32 result.
+                        assert!(
+                            (got - full[i]).abs() < 1e-2 * (inp as f64).sqrt(),
+                            "out={out} inp={inp} m={m} i={i}: {got} vs f32 {}",
+                            full[i]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn short_inputs_keep_the_int8_path_when_long_ones_use_bf16() {
+        if !bf16_available() {
+            return;
+        }
+        let (out, inp) = (64, 40);
+        let w: Vec<f32> = (0..out * inp)
+            .map(|i| (i % 11) as f32 / 11.0 - 0.5)
+            .collect();
+        let b = vec![0.25f32; out];
+        let packed = PackedLinear::with_precision(&w, &b, out, inp, false, LongPrecision::Bf16);
+        for m in [1, 13, 24] {
+            let x: Vec<f32> = (0..m * inp).map(|i| (i % 7) as f32 / 7.0 - 0.3).collect();
+            let y = packed.apply(&x, m);
+            let want = plain_matmul(&x, &w, &b, m, inp, false);
+            for i in 0..m * out {
+                assert!((y[i] as f64 - want[i]).abs() < 2e-2, "m={m} i={i}");
+            }
+        }
+    }
+
     #[test]
     fn packed_linear_equals_a_plain_matmul_for_every_row_remainder() {
         if !avx512_available() {
@@ -418,7 +795,8 @@ mod tests {
             .collect();
         let b: Vec<f32> = (0..out).map(|i| i as f32 / 10.0).collect();
         for gelu_on in [false, true] {
-            let packed = PackedLinear::new(&w, &b, out, inp, gelu_on);
+            let packed =
+                PackedLinear::with_precision(&w, &b, out, inp, gelu_on, LongPrecision::F32);
             for m in [1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 24, 25, 33] {
                 let x: Vec<f32> = (0..m * inp)
                     .map(|i| ((i * 31) % 13) as f32 / 13.0 - 0.4)

@@ -15,7 +15,7 @@ mod spec;
 
 pub use encoder::CandleEncoder;
 pub use files::{ModelFiles, ModelSource};
-pub use linear::set_int8_short_inputs;
+pub use linear::{set_bf16_long_inputs, set_int8_short_inputs};
 pub use spec::{ModelSpec, Thresholds};
 
 /// Whether a text is a search query or a stored passage (e5 embeds them with different prefixes).
