@@ -61,7 +61,7 @@ pub(crate) fn attention(qkv: &[f32], len: usize, h: usize, heads: usize, bf16: b
     );
     let mut out = vec![0.0f32; len * h];
     #[cfg(target_arch = "x86_64")]
-    if super::linear::avx512_available() && d % PANEL == 0 {
+    if super::linear::avx512_available() && d.is_multiple_of(PANEL) {
         let out_ptr = SendPtr(out.as_mut_ptr());
         // Short sequences (queries) are cheaper to run here than to hand to another core.
         let min_heads = if len < 64 { heads } else { 1 };
