@@ -250,23 +250,11 @@ pub struct SearchRequest {
     #[serde(default)]
     #[schema(schema_with = day_body_schema)]
     pub until: Option<String>,
-    /// `hybrid` (default: vectors and exact terms fused), `vector` or `lexical`.
+    /// `hybrid` (default: vectors and exact terms fused), `vector` or `lexical`; any
+    /// case, and empty means the default. A plain string, not an enum, in this document:
+    /// the server reads it leniently, and an enum would call `HYBRID` invalid.
     #[serde(default)]
-    #[schema(value_type = Option<SearchModeName>)]
     pub mode: Option<String>,
-}
-
-/// Search modes, as the API names them; empty means the default, `hybrid`.
-#[derive(ToSchema)]
-#[schema(as = SearchMode)]
-#[allow(dead_code)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum SearchModeName {
-    Hybrid,
-    Vector,
-    Lexical,
-    #[serde(rename = "")]
-    Default,
 }
 
 /// `GET /health`: `status` is `ok` once the model and index are loaded, `starting` before.

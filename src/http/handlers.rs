@@ -49,8 +49,7 @@ pub(crate) struct SearchParams {
     /// Only stories published on or before this day (`YYYY-MM-DD`); not before `since`.
     #[param(schema_with = crate::api::day_param_schema)]
     until: Option<String>,
-    /// `hybrid` (default), `vector` or `lexical`.
-    #[param(value_type = Option<crate::api::SearchModeName>)]
+    /// `hybrid` (default), `vector` or `lexical`; any case, empty means the default.
     mode: Option<String>,
 }
 
