@@ -130,7 +130,7 @@ impl From<ServiceError> for ApiError {
 }
 
 /// `error: outer: inner: ...`, so a log line carries the whole story.
-fn cause_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn cause_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

@@ -32,6 +32,29 @@ use crate::service::{CheckedIngest, SearchMode, ServiceError};
 /// waits for at most one such batch.
 const CHECK_BATCH: usize = 8;
 
+/// Checks a parsed draft (nothing stored): its stories are embedded on the queue a batch
+/// at a time, then compared with the store. Shared by `POST /v1/check` and the page.
+pub(crate) async fn check_parsed(
+    state: &AppState,
+    parsed: ParsedFile,
+) -> Result<Vec<crate::service::CheckedItem>, ApiError> {
+    let mut windows = Vec::with_capacity(parsed.stories.len());
+    for chunk in parsed.stories.chunks(CHECK_BATCH) {
+        let texts: Vec<String> = chunk.iter().map(|s| s.text.clone()).collect();
+        let embedded = state
+            .embed_passages(move |encoder| {
+                let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+                encoder.embed_passages(&texts)
+            })
+            .await?;
+        windows.extend(embedded);
+    }
+    let stories = parsed.stories;
+    state
+        .read(move |service| service.check_embedded(stories, windows))
+        .await
+}
+
 /// Query parameters of `GET /v1/search`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -401,22 +424,8 @@ pub(crate) async fn check(
     let parsed = tokio::task::spawn_blocking(move || parse_digest(&text))
         .await
         .map_err(ApiError::internal)??;
-    let mut windows = Vec::with_capacity(parsed.stories.len());
-    for chunk in parsed.stories.chunks(CHECK_BATCH) {
-        let texts: Vec<String> = chunk.iter().map(|s| s.text.clone()).collect();
-        let embedded = state
-            .embed_passages(move |encoder| {
-                let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-                encoder.embed_passages(&texts)
-            })
-            .await?;
-        windows.extend(embedded);
-    }
-    let digest = parsed.digest.id;
-    let stories = parsed.stories;
-    let items = state
-        .read(move |service| service.check_embedded(stories, windows))
-        .await?;
+    let digest = parsed.digest.id.clone();
+    let items = check_parsed(&state, parsed).await?;
     Ok(Json(CheckResponse {
         digest,
         items: items.into_iter().map(CheckedItemView::from).collect(),

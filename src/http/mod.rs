@@ -31,7 +31,9 @@ use tokio::sync::Semaphore;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
+pub(crate) use error::cause_chain;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub(crate) use handlers::check_parsed;
 pub use openapi::ApiDoc;
 
 use crate::embed::{EmbedError, Encoder};

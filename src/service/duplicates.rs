@@ -313,17 +313,19 @@ impl Service {
         let mut to_embed: Vec<&Story> = Vec::new();
         for story in &parsed.stories {
             let unchanged = stored.get(&story.id) == Some(&super::content_hash(&model, story));
-            let windows = if unchanged {
-                self.store.story_windows(&story.id)?
+            // An unchanged story keeps its stored story vector (the mean of its windows).
+            let stored_vector = if unchanged {
+                self.store
+                    .story_vectors_of(&[story.id.as_str()])?
+                    .remove(&story.id)
             } else {
-                Vec::new()
+                None
             };
-            if windows.is_empty() {
-                to_embed.push(story);
-            } else {
-                let vector =
-                    crate::embed::mean_unit_vector(windows.iter().map(|(_, v)| v.as_slice()));
-                vectors.insert(&story.id, vector);
+            match stored_vector {
+                Some(vector) => {
+                    vectors.insert(&story.id, vector);
+                }
+                None => to_embed.push(story),
             }
         }
         let mut embedded: HashMap<String, Vec<Window>> = HashMap::with_capacity(to_embed.len());
@@ -408,12 +410,18 @@ impl Service {
             if later {
                 continue;
             }
-            let windows = self.store.story_windows(&other.id)?;
+            let Some(other_vector) = self
+                .store
+                .story_vectors_of(&[other.id.as_str()])?
+                .remove(&other.id)
+            else {
+                continue;
+            };
             let other_item = item(
                 &other.digest_id,
                 other.published,
                 other.url.as_deref(),
-                crate::embed::mean_unit_vector(windows.iter().map(|(_, v)| v.as_slice())),
+                other_vector,
             );
             let cosine = cluster::dot(&draft.vector, &other_item.vector);
             let mut score = pair_score(&draft, &other_item, cosine, &params);

@@ -34,6 +34,7 @@ pub(crate) struct Member {
     pub(crate) id: String,
     pub(crate) ts: i64,
     pub(crate) item: Item,
+    pub(crate) cluster: Option<String>,
 }
 
 impl Member {
@@ -56,7 +57,7 @@ pub struct ReclusterReport {
     pub clusters_after: usize,
 }
 
-const MEMBER_SELECT: &str = "SELECT id, digest_id, ts, url, vector FROM stories";
+const MEMBER_SELECT: &str = "SELECT id, digest_id, ts, url, vector, cluster FROM stories";
 
 fn member_from_row(r: &rusqlite::Row<'_>, dimension: usize) -> Result<Member, StoreError> {
     let ts: i64 = r.get(2)?;
@@ -71,6 +72,7 @@ fn member_from_row(r: &rusqlite::Row<'_>, dimension: usize) -> Result<Member, St
             url: url.as_deref().map(canonical_url),
             vector: blob_to_vector(&blob, dimension)?,
         },
+        cluster: r.get(5)?,
     })
 }
 
@@ -163,9 +165,7 @@ impl Store {
                 };
                 let cosine = crate::cluster::dot(&story.item.vector, &other.item.vector);
                 if pair_score(&story.item, &other.item, cosine, params) >= params.threshold {
-                    if let Some(c) = cluster_of(tx, id)? {
-                        clusters.insert(c);
-                    }
+                    clusters.extend(other.cluster);
                 }
             }
             let mut options: Vec<(String, Vec<Item>)> = Vec::with_capacity(clusters.len());

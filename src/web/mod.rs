@@ -165,22 +165,11 @@ pub(crate) fn sentence(e: &ApiError) -> String {
             limit / 1024
         ),
         ApiError::Internal(cause) => {
-            tracing::error!(error = %cause_chain(cause.as_ref()), "page request failed");
+            tracing::error!(error = %crate::http::cause_chain(cause.as_ref()), "page request failed");
             "Something went wrong on the server; its log has the details.".to_owned()
         }
         other => capitalised(&other.to_string()),
     }
-}
-
-fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 /// `since must be a date` -> `Since must be a date.`

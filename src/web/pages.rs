@@ -25,9 +25,6 @@ use crate::service::{CheckedIngest, SearchMode, Service, ServiceError};
 
 /// Where a draft from the page says it came from, in stored rows and messages.
 const PAGE_SOURCE: &str = "web page";
-/// Stories per model call when checking a draft (as `POST /v1/check` does): a search
-/// waits for at most one such batch.
-const CHECK_BATCH: usize = 8;
 /// Results on the search page unless `k` says otherwise.
 const SEARCH_K: usize = 20;
 /// Similar stories on a story's page.
@@ -377,22 +374,8 @@ fn parse_draft(text: &str) -> Result<ParsedFile, ApiError> {
 }
 
 async fn check_draft(state: &AppState, parsed: ParsedFile) -> Result<CheckedDraft, ApiError> {
-    let mut windows = Vec::with_capacity(parsed.stories.len());
-    for chunk in parsed.stories.chunks(CHECK_BATCH) {
-        let texts: Vec<String> = chunk.iter().map(|s| s.text.clone()).collect();
-        let embedded = state
-            .embed_passages(move |encoder| {
-                let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-                encoder.embed_passages(&texts)
-            })
-            .await?;
-        windows.extend(embedded);
-    }
-    let digest_id = parsed.digest.id;
-    let stories = parsed.stories;
-    let items = state
-        .read(move |service| service.check_embedded(stories, windows))
-        .await?;
+    let digest_id = parsed.digest.id.clone();
+    let items = crate::http::check_parsed(state, parsed).await?;
     let rows = items
         .into_iter()
         .map(|item| CheckedRow::new(&item.story, item.previous_coverage))
