@@ -21,8 +21,9 @@ fn rfc3339(t: Option<OffsetDateTime>) -> Option<String> {
 pub struct Hit {
     pub id: String,
     /// The ranking score: the cosine in `vector` mode, BM25 in `lexical` mode, and in
-    /// `hybrid` mode the fused reciprocal-rank score scaled so that 1.0 means first in
-    /// both rankings. Results are sorted by it.
+    /// `hybrid` mode the fused score: each ranking's score scaled by its spread over the
+    /// candidates (about 0 to 1 each, above 1 for a clear outlier), weighted and summed,
+    /// then divided by the sum of the weights. Results are sorted by it.
     pub score: f32,
     /// Cosine similarity between the query and the story's best-matching window (null in
     /// `lexical` mode).
@@ -409,6 +410,10 @@ pub struct MatchReasonView {
     /// Across languages: the share of the checked text's names and numbers (weighted by
     /// rarity) that the stored story also has; it adds to `score`. Null otherwise.
     pub term_overlap: Option<f32>,
+    /// Across languages, when the checked item's headline names anything (words with
+    /// digits or capitals, `Gemini`, `GPT-5`, `2026`): the share of those names the stored
+    /// story has. It adds to `score` (centred on one half). Null otherwise.
+    pub headline_names: Option<f32>,
     /// The same in one sentence.
     pub summary: String,
 }
@@ -430,6 +435,7 @@ impl From<Coverage> for CoverageView {
                 languages: c.reason.languages,
                 threshold: c.reason.threshold,
                 term_overlap: c.reason.term_overlap,
+                headline_names: c.reason.headline_names,
                 summary,
             },
         }

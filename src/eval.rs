@@ -490,11 +490,22 @@ pub fn sweep_variants(base: Ranking) -> Vec<(String, Ranking)> {
             },
         ));
     }
+    for lexical_weight in [0.2, 0.3, 0.4, 0.45, 0.5, 0.7, 1.0] {
+        out.push((
+            format!("dbsf fusion, lexical weight {lexical_weight}"),
+            Ranking {
+                fusion: crate::service::Fusion::Dbsf,
+                lexical_weight,
+                ..base
+            },
+        ));
+    }
     for rrf_k in [10.0, 20.0, 30.0, 60.0] {
         for lexical_weight in [0.3, 0.5, 0.7, 1.0] {
             out.push((
                 format!("rrf_k={rrf_k} lexical_weight={lexical_weight}"),
                 Ranking {
+                    fusion: crate::service::Fusion::Rrf,
                     rrf_k,
                     lexical_weight,
                     ..base
@@ -682,6 +693,11 @@ pub struct CandidateSignals {
     pub top_bm25: Option<f32>,
     pub languages: String,
     pub term_overlap: f32,
+    /// Share of the post headline's names the story has ([`crate::lexical::names_found`]).
+    pub headline_names: Option<f32>,
+    /// The post's Latin terms: (term, stories holding it, whether this story has it).
+    pub terms: Vec<(String, usize, bool)>,
+    pub title: String,
 }
 
 pub fn candidate_signals(
@@ -715,6 +731,7 @@ pub fn candidate_signals(
             .map_err(ServiceError::from)?;
         let top_bm25 = lexical.first().map(|l| l.1);
         let latin = crate::lexical::latin_terms(&story.text);
+        let names = crate::lexical::headline_names(&story.headline);
         let (total, df) = service
             .store()
             .document_frequencies(&latin)
@@ -770,6 +787,18 @@ pub fn candidate_signals(
                     crate::lexical::language(&text)
                 ),
                 term_overlap,
+                headline_names: crate::lexical::names_found(&names, &other_terms),
+                terms: latin
+                    .iter()
+                    .map(|t| {
+                        (
+                            t.clone(),
+                            df.get(t).copied().unwrap_or(0),
+                            other_terms.contains(t),
+                        )
+                    })
+                    .collect(),
+                title: p.title.clone(),
             });
         }
     }

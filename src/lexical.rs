@@ -12,7 +12,7 @@
 //! [`FTS5_TOKENCHARS`] keeps each term whole (CJK characters are letters to it).
 
 /// Bumped whenever the analysis changes, so stores rebuild their lexical index.
-pub const ANALYZER_VERSION: u32 = 1;
+pub const ANALYZER_VERSION: u32 = 2;
 
 /// The characters, besides letters and digits, that a term may contain; FTS5 is told to
 /// treat them as part of a token.
@@ -36,12 +36,16 @@ pub fn is_cjk(c: char) -> bool {
 
 /// Full-width ASCII (`ＧＰＴ－５`) as plain ASCII, then lower case.
 fn fold(c: char) -> impl Iterator<Item = char> {
-    let c = match c as u32 {
+    fold_width(c).to_lowercase()
+}
+
+/// Full-width ASCII as plain ASCII, case kept.
+fn fold_width(c: char) -> char {
+    match c as u32 {
         0xFF01..=0xFF5E => char::from_u32(c as u32 - 0xFF01 + 0x21).unwrap_or(c),
         0x3000 => ' ',
         _ => c,
-    };
-    c.to_lowercase()
+    }
 }
 
 /// `zh` when at least a fifth of a text's letters are CJK, else `en`.
@@ -134,6 +138,91 @@ fn analyze(text: &str, emit: &mut dyn FnMut(&str, bool)) {
             Class::Joiner | Class::Other => i += 1,
         }
     }
+    amounts(&folded, emit);
+}
+
+/// Emits one term per amount written with a multiplier or thousands separators, as its
+/// value: `900万`, `9 million`, `9,000,000` and `9m` all become `n9000000`, so an
+/// English query finds the Chinese story's figure (and the other way round). Plain
+/// numbers (`2026`, `16tb`) are already terms as written.
+fn amounts(chars: &[char], emit: &mut dyn FnMut(&str, bool)) {
+    let mut i = 0;
+    while i < chars.len() {
+        let starts_number = chars[i].is_ascii_digit()
+            && (i == 0 || !matches!(class(chars[i - 1]), Class::Word | Class::Joiner));
+        if !starts_number {
+            i += 1;
+            continue;
+        }
+        let (value, grouped, end) = number(chars, i);
+        i = end;
+        let mut j = end;
+        if chars.get(j) == Some(&' ') {
+            j += 1;
+        }
+        let multiplier = multiplier(chars, j);
+        let value = match multiplier {
+            Some((m, after)) => {
+                i = after;
+                value * m
+            }
+            None if grouped => value,
+            None => continue,
+        };
+        if value.is_finite() && (1_000.0..1e16).contains(&value) {
+            emit(&format!("n{}", value.round() as u64), true);
+        }
+    }
+}
+
+/// The number at `chars[start..]` (digits, `,` before each group of three, one decimal
+/// point): its value, whether it had thousands separators, and where it ends.
+fn number(chars: &[char], start: usize) -> (f64, bool, usize) {
+    let mut text = String::new();
+    let mut grouped = false;
+    let mut i = start;
+    let digits_at =
+        |k: usize, n: usize| (k..k + n).all(|p| chars.get(p).is_some_and(char::is_ascii_digit));
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_ascii_digit() {
+            text.push(c);
+            i += 1;
+        } else if c == ',' && digits_at(i + 1, 3) && !digits_at(i + 4, 1) && !text.contains('.') {
+            grouped = true;
+            i += 1;
+        } else if c == '.' && !text.contains('.') && digits_at(i + 1, 1) {
+            text.push(c);
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    (text.parse().unwrap_or(f64::NAN), grouped, i)
+}
+
+/// A multiplier at `chars[at..]` (`万`, `亿`, `万亿`, `thousand`, `million`, `billion`,
+/// `trillion`, or a `k`/`m`/`b`/`bn` suffix ending the word) and where it ends.
+fn multiplier(chars: &[char], at: usize) -> Option<(f64, usize)> {
+    match chars.get(at)? {
+        '千' => return Some((1e3, at + 1)),
+        '万' if chars.get(at + 1) == Some(&'亿') => return Some((1e12, at + 2)),
+        '万' => return Some((1e4, at + 1)),
+        '亿' => return Some((1e8, at + 1)),
+        _ => {}
+    }
+    let end = (at..chars.len())
+        .find(|&k| !chars[k].is_ascii_alphabetic())
+        .unwrap_or(chars.len());
+    let word: String = chars[at..end].iter().collect();
+    let m = match word.as_str() {
+        "k" | "thousand" => 1e3,
+        "m" | "mn" | "million" | "millions" => 1e6,
+        "b" | "bn" | "billion" | "billions" => 1e9,
+        "trillion" | "trillions" => 1e12,
+        _ => return None,
+    };
+    Some((m, end))
 }
 
 fn cjk_bigrams(run: &[char], emit: &mut dyn FnMut(&str, bool)) {
@@ -214,6 +303,81 @@ pub fn term_overlap(
     shared / total
 }
 
+/// Place and people adjectives a Chinese summary writes in Chinese characters (中国,
+/// 美国, 印度), never in Latin letters: a headline's `Chinese` is no name to look for.
+const TRANSLATED_NAMES: &[&str] = &[
+    "america", "american", "britain", "british", "china", "chinese", "europe", "european",
+    "france", "french", "german", "germany", "india", "indian", "japan", "japanese", "korea",
+    "korean", "uk", "us", "usa",
+];
+
+/// The names in an English headline, lower-cased: words with a digit (`GPT-5`, `9B`,
+/// `2026`), with a capital after their first letter (`DeepMind`, `NVIDIA`, `iPhone`), or
+/// capitalised anywhere but at the start (`... with Boston Dynamics`). A possessive `'s`
+/// is dropped; stop words and [`TRANSLATED_NAMES`] are skipped. These are the words a
+/// Chinese summary of the same event keeps in Latin letters, so a headline whose names
+/// the story lacks is most likely about another event on the same topic.
+pub fn headline_names(headline: &str) -> Vec<String> {
+    let chars: Vec<char> = headline.chars().map(fold_width).collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut first = true;
+    let mut i = 0;
+    while i < chars.len() {
+        if class(chars[i]) != Class::Word {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < chars.len() {
+            match class(chars[i]) {
+                Class::Word => i += 1,
+                Class::Joiner if chars.get(i + 1).is_some_and(|&c| class(c) == Class::Word) => {
+                    i += 1
+                }
+                _ => break,
+            }
+        }
+        let word = &chars[start..i];
+        // `Nvidia's` and `Nvidia’s`: the `s` after the apostrophe is no word of its own.
+        if matches!(chars.get(i), Some('\'' | '\u{2019}'))
+            && chars
+                .get(i + 1)
+                .is_some_and(|c| c.eq_ignore_ascii_case(&'s'))
+            && chars.get(i + 2).is_none_or(|&c| class(c) != Class::Word)
+        {
+            i += 2;
+        }
+        let at_start = std::mem::replace(&mut first, false);
+        let digit = word.iter().any(|c| c.is_numeric());
+        let inner_capital = word.iter().skip(1).any(|c| c.is_uppercase());
+        let capitalised = word[0].is_uppercase();
+        if !(digit || inner_capital || (capitalised && !at_start)) {
+            continue;
+        }
+        let name: String = word.iter().flat_map(|c| c.to_lowercase()).collect();
+        if STOPWORDS.contains(&name.as_str()) || TRANSLATED_NAMES.contains(&name.as_str()) {
+            continue;
+        }
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// The share of `names` (from [`headline_names`]) that a story's [`index_terms`] hold;
+/// `None` when there is no name to look for.
+pub fn names_found(
+    names: &[String],
+    story_terms: &std::collections::HashSet<String>,
+) -> Option<f32> {
+    if names.is_empty() {
+        return None;
+    }
+    let found = names.iter().filter(|n| story_terms.contains(*n)).count();
+    Some(found as f32 / names.len() as f32)
+}
+
 /// An FTS5 `MATCH` expression asking for any of the query's terms (BM25 ranks the
 /// stories that have more, and rarer, of them first). `None` when the query has no term.
 pub fn match_expression(query: &str) -> Option<String> {
@@ -290,6 +454,81 @@ mod tests {
         assert!(overlap > 0.6 && overlap < 1.0, "{overlap}");
         let none = term_overlap(&terms, &Default::default(), 100, &df);
         assert_eq!(none, 0.0);
+    }
+
+    #[test]
+    fn amounts_with_multipliers_are_one_term_in_both_languages() {
+        let n = |text: &str| -> Vec<String> {
+            query_terms(text)
+                .into_iter()
+                .filter(|t| t.starts_with('n') && t[1..].chars().all(|c| c.is_ascii_digit()))
+                .collect()
+        };
+        assert_eq!(n("900万次下载"), ["n9000000"]);
+        assert_eq!(
+            n("超过900万次下载"),
+            ["n9000000"],
+            "after a Chinese character"
+        );
+        assert_eq!(n("9 million downloads"), ["n9000000"]);
+        assert_eq!(n("passed 9,000,000 downloads"), ["n9000000"]);
+        assert_eq!(n("a 9M download count"), ["n9000000"]);
+        assert_eq!(n("1000亿美元"), n("$100 billion"));
+        assert_eq!(n("9.44 亿美元"), ["n944000000"]);
+        assert_eq!(
+            n("Anysphere raises $900M at a $9.9B valuation"),
+            ["n900000000", "n9900000000"]
+        );
+        assert_eq!(n("2.5万亿"), ["n2500000000000"]);
+        assert_eq!(n("10万卡集群 and 100,000 GPUs"), ["n100000", "n100000"]);
+        assert!(
+            n("GPT-5 in 2026 with 16TB, H100 and 4m").len() == 1,
+            "plain numbers stay as written"
+        );
+        assert!(
+            n("gpt-4 million").is_empty(),
+            "a digit inside a name starts no amount"
+        );
+    }
+
+    #[test]
+    fn headline_names_are_the_words_a_chinese_summary_keeps_in_latin_letters() {
+        assert_eq!(
+            headline_names(
+                "Apptronik to run Gemini Robotics on Apollo humanoids in GXO warehouses"
+            ),
+            ["gemini", "robotics", "apollo", "gxo"],
+            "the first word is capitalised by position only; lower-case words are no names"
+        );
+        assert_eq!(
+            headline_names("NVIDIA's Rubin CPX: a GPU built for million-token context"),
+            ["nvidia", "rubin", "cpx", "gpu"]
+        );
+        assert_eq!(
+            headline_names("Spot 5.1 and Orbit 5.1 bring ｉＰｈｏｎｅ support, up 40%"),
+            ["5.1", "orbit", "iphone", "40"],
+            "digits make a name, repeats count once, full width folds"
+        );
+        assert_eq!(
+            headline_names("More than half of trending papers come from Chinese labs in the US"),
+            Vec::<String>::new(),
+            "place adjectives are written in Chinese characters by a Chinese summary"
+        );
+        assert_eq!(
+            headline_names("Jensen Huang shows off 英伟达 Vera Rubin"),
+            ["huang", "vera", "rubin"]
+        );
+    }
+
+    #[test]
+    fn names_found_is_the_share_of_headline_names_the_story_holds() {
+        let story: std::collections::HashSet<String> =
+            index_terms("Gemini Robotics 模型将运行在 Atlas 上")
+                .into_iter()
+                .collect();
+        let names = headline_names("Apptronik to run Gemini Robotics on Apollo humanoids in GXO");
+        assert_eq!(names_found(&names, &story), Some(0.5));
+        assert_eq!(names_found(&[], &story), None);
     }
 
     #[test]

@@ -52,6 +52,11 @@ pub struct Thresholds {
     /// (IDF-weighted share of the English text's Latin terms found in the story).
     #[serde(default)]
     pub cross_language_term_weight: f32,
+    /// Added to an English-Chinese pair score per unit of the English headline's names
+    /// found in the story, less one half ([`crate::lexical::headline_names`]): a headline
+    /// naming what the story does not is most likely another event on the same topic.
+    #[serde(default)]
+    pub cross_language_name_weight: f32,
 }
 
 impl ModelSpec {

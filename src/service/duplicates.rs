@@ -59,6 +59,9 @@ pub struct MatchReason {
     /// For a cross-language pair: the IDF-weighted share of the English text's names and
     /// numbers that the other story also has (part of the score).
     pub term_overlap: Option<f32>,
+    /// For a cross-language pair whose English headline names anything: the share of
+    /// those names the other story has (part of the score, centred on one half).
+    pub headline_names: Option<f32>,
 }
 
 impl MatchReason {
@@ -75,8 +78,11 @@ impl MatchReason {
         let terms = self.term_overlap.map_or(String::new(), |o| {
             format!(", {:.0}% of names shared", o * 100.0)
         });
+        let names = self.headline_names.map_or(String::new(), |o| {
+            format!(", {:.0}% of headline names found", o * 100.0)
+        });
         format!(
-            "{} threshold {:.3}, cosine {:.3}{terms}, {link}{days}",
+            "{} threshold {:.3}, cosine {:.3}{terms}{names}, {link}{days}",
             self.languages, self.threshold, self.cosine
         )
     }
@@ -393,6 +399,7 @@ impl Service {
         })?;
         // Names and numbers of the draft, for pairs across languages.
         let latin = crate::lexical::latin_terms(&story.text);
+        let names = crate::lexical::headline_names(&story.headline);
         let (stories, df) = if self.tuning.cross_language_term_weight > 0.0 {
             self.store.document_frequencies(&latin)?
         } else {
@@ -427,17 +434,22 @@ impl Service {
             let mut score = pair_score(&draft, &other_item, cosine, &params);
             let other_language = crate::lexical::language(&other.text);
             let threshold = self.tuning.threshold(draft_language, other_language);
-            let term_overlap = (draft_language != other_language
-                && self.tuning.cross_language_term_weight > 0.0)
-                .then(|| {
-                    let other_terms: HashSet<String> = crate::lexical::index_terms(&other.text)
-                        .into_iter()
-                        .collect();
-                    crate::lexical::term_overlap(&latin, &other_terms, stories, &df)
-                });
-            if let Some(o) = term_overlap {
-                score += self.tuning.cross_language_term_weight * o;
-            }
+            let (term_overlap, headline_names) = if draft_language != other_language {
+                let other_terms: HashSet<String> = crate::lexical::index_terms(&other.text)
+                    .into_iter()
+                    .collect();
+                let overlap = (self.tuning.cross_language_term_weight > 0.0)
+                    .then(|| crate::lexical::term_overlap(&latin, &other_terms, stories, &df));
+                let found = if self.tuning.cross_language_name_weight > 0.0 {
+                    crate::lexical::names_found(&names, &other_terms)
+                } else {
+                    None
+                };
+                (overlap, found)
+            } else {
+                (None, None)
+            };
+            score += cross_language_bonus(&self.tuning, term_overlap, headline_names);
             if score >= threshold {
                 let reason = MatchReason {
                     cosine,
@@ -449,6 +461,7 @@ impl Service {
                     languages: format!("{draft_language}-{other_language}"),
                     threshold,
                     term_overlap,
+                    headline_names,
                 };
                 found.push(Coverage {
                     story: other,
@@ -461,6 +474,18 @@ impl Service {
         found.truncate(MAX_COVERAGE);
         Ok(found)
     }
+}
+
+/// What the shared names add to an English-Chinese pair score: the weighted term
+/// overlap, plus the weighted share of headline names found less one half (a headline
+/// without names adds nothing either way).
+pub(crate) fn cross_language_bonus(
+    tuning: &crate::service::Tuning,
+    term_overlap: Option<f32>,
+    headline_names: Option<f32>,
+) -> f32 {
+    term_overlap.map_or(0.0, |o| tuning.cross_language_term_weight * o)
+        + headline_names.map_or(0.0, |f| tuning.cross_language_name_weight * (f - 0.5))
 }
 
 fn to_item(s: &StoryVector) -> Item {

@@ -95,6 +95,9 @@ pub struct Tuning {
     /// For an English text against a Chinese story: how much the shared names and
     /// numbers ([`crate::lexical::term_overlap`], 0..1) add to the pair score.
     pub cross_language_term_weight: f32,
+    /// For an English text against a Chinese story: how much the share of the English
+    /// headline's names found in the story, less one half, adds to the pair score.
+    pub cross_language_name_weight: f32,
     pub ranking: Ranking,
 }
 
@@ -106,6 +109,7 @@ impl Tuning {
             duplicate_en_zh: t.duplicate_en_zh.unwrap_or(t.duplicate),
             duplicate_en_en: t.duplicate_en_en.unwrap_or(t.duplicate),
             cross_language_term_weight: t.cross_language_term_weight,
+            cross_language_name_weight: t.cross_language_name_weight,
             ranking: spec.search,
         }
     }
@@ -127,6 +131,7 @@ impl From<f32> for Tuning {
             duplicate_en_zh: threshold,
             duplicate_en_en: threshold,
             cross_language_term_weight: 0.0,
+            cross_language_name_weight: 0.0,
             ranking: Ranking::default(),
         }
     }

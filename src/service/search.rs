@@ -21,7 +21,7 @@ pub enum SearchMode {
     Vector,
     /// BM25 over the stories' terms (names and numbers found exactly).
     Lexical,
-    /// Both, fused by reciprocal rank (the default).
+    /// Both, fused as the manifest's `[search]` says (the default).
     #[default]
     Hybrid,
 }
@@ -89,6 +89,26 @@ pub enum Fusion {
     Rrf,
     /// Cosine plus a weighted, normalised BM25: keeps how close the scores are.
     Linear,
+    /// Distribution-based score fusion: each ranking's scores are scaled by their own
+    /// spread over the candidates (mean ± 3 standard deviations to 0..1) and added,
+    /// BM25 weighted by `lexical_weight`. A lexical match that stands far above the rest
+    /// (an exact name or figure) counts for more than its rank alone says.
+    Dbsf,
+}
+
+/// `(s - (mean - 3 sd)) / 6 sd` over `scores`: 0..1 for a normal spread, above 1 for an
+/// outlier. A list without spread maps every score to one half.
+fn spread_scaler(scores: &[f32]) -> impl Fn(f32) -> f32 {
+    let n = scores.len().max(1) as f32;
+    let mean = scores.iter().sum::<f32>() / n;
+    let sd = (scores.iter().map(|s| (s - mean).powi(2)).sum::<f32>() / n).sqrt();
+    move |s| {
+        if sd > f32::EPSILON {
+            (s - (mean - 3.0 * sd)) / (6.0 * sd)
+        } else {
+            0.5
+        }
+    }
 }
 
 impl Default for Ranking {
@@ -109,7 +129,7 @@ impl Default for Ranking {
 pub struct StoryHit {
     pub story: StoredStory,
     /// The ranking score of the mode used: cosine (vector), BM25 (lexical), or the fused
-    /// score scaled so that 1.0 is first in both rankings (hybrid).
+    /// score divided by the sum of the fusion's weights (hybrid).
     pub score: f32,
     /// Cosine similarity of the best-matching window (absent in lexical mode).
     pub cosine: Option<f32>,
@@ -209,9 +229,16 @@ impl Service {
         let mut fused: HashMap<String, Fused> = HashMap::new();
         let top_bm25 = by_terms.first().map_or(1.0, |t| t.1.max(f32::EPSILON));
         let linear = r.fusion == Fusion::Linear;
+        let dbsf = r.fusion == Fusion::Dbsf;
+        let cosines: Vec<f32> = by_vector.iter().map(|v| v.adjusted).collect();
+        let scale_cosine = spread_scaler(&cosines);
+        let bm25s: Vec<f32> = by_terms.iter().map(|t| t.1).collect();
+        let scale_bm25 = spread_scaler(&bm25s);
         for (rank, ranked) in by_vector.into_iter().enumerate() {
             let score = if linear {
                 ranked.adjusted
+            } else if dbsf {
+                scale_cosine(ranked.adjusted)
             } else {
                 1.0 / (r.rrf_k + rank as f32 + 1.0)
             };
@@ -228,9 +255,11 @@ impl Service {
             let entry = match fused.entry(id) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => {
-                    // Found by its terms only: its cosine still counts in linear fusion.
+                    // Found by its terms only: its cosine still counts in score fusion.
                     let score = if linear {
                         self.story_cosine(e.key(), vector)?
+                    } else if dbsf {
+                        scale_cosine(self.story_cosine(e.key(), vector)?)
                     } else {
                         0.0
                     };
@@ -243,6 +272,8 @@ impl Service {
             };
             entry.score += if linear {
                 r.linear_lexical_weight * bm25 / top_bm25
+            } else if dbsf {
+                r.lexical_weight * scale_bm25(bm25)
             } else {
                 r.lexical_weight / (r.rrf_k + rank as f32 + 1.0)
             };
@@ -250,6 +281,8 @@ impl Service {
         }
         let best = if linear {
             1.0
+        } else if dbsf {
+            1.0 + r.lexical_weight
         } else {
             (1.0 + r.lexical_weight) / (r.rrf_k + 1.0)
         };
