@@ -302,8 +302,9 @@ fn held_out_search(mode: SearchMode) -> SearchScore {
 }
 
 /// The held-out half of the labelled queries (never used for tuning). Measured when the
-/// ranking was chosen: hybrid MRR@10 0.839 and hit@10 43/43, vector alone 0.832, v1
-/// (max over full windows) 0.764. The bar sits just under what was measured.
+/// ranking was chosen: hybrid MRR@10 0.890 and hit@10 43/43 (0.839 with rank fusion and
+/// without amounts), vector alone 0.832, v1 (max over full windows) 0.764. The bar sits
+/// just under what was measured.
 #[test]
 fn hybrid_search_meets_the_quality_bar_on_held_out_queries() {
     let hybrid = held_out_search(SearchMode::Hybrid);
@@ -314,8 +315,8 @@ fn hybrid_search_meets_the_quality_bar_on_held_out_queries() {
     );
     assert!(hybrid.queries >= 40, "{} held-out queries", hybrid.queries);
     assert!(
-        hybrid.mrr10 >= 0.82,
-        "hybrid MRR@10 {:.3} < 0.82; not first: {:#?}",
+        hybrid.mrr10 >= 0.87,
+        "hybrid MRR@10 {:.3} < 0.87; not first: {:#?}",
         hybrid.mrr10,
         hybrid.misses
     );
@@ -332,7 +333,7 @@ fn hybrid_search_meets_the_quality_bar_on_held_out_queries() {
 /// English source posts against the Chinese archive, held-out half (never used to fit
 /// the en-zh threshold): covered events are found with the right story first, and
 /// different events on the same topics are rarely reported as covered. Measured when the
-/// threshold was fitted: 19 of 25 found first, 3 false alarms in 18.
+/// threshold was fitted: 17 of 25 found first, no false alarm in 18.
 #[test]
 fn english_posts_find_their_chinese_coverage_on_held_out_items() {
     let posts = eval::load_posts(&eval_sets().join("check_en.toml")).expect("check set");
