@@ -648,17 +648,23 @@ pub fn report(
                 let _ = writeln!(out, "{}", search_row(&format!("  vector {name}"), &s));
             }
         }
-        crate::embed::set_int8_short_inputs(false);
-        let mut f32_vectors = HashMap::new();
+        crate::embed::set_int8_short_inputs(true);
+        let mut int8_vectors = HashMap::new();
         for mode in [SearchMode::Vector, SearchMode::Hybrid] {
-            let s = score_search(service, &queries, Some(Split::Tune), mode, &mut f32_vectors)?;
+            let s = score_search(
+                service,
+                &queries,
+                Some(Split::Tune),
+                mode,
+                &mut int8_vectors,
+            )?;
             let _ = writeln!(
                 out,
                 "{}",
-                search_row(&format!("f32 queries, {}", mode.as_str()), &s)
+                search_row(&format!("int8 queries, {}", mode.as_str()), &s)
             );
         }
-        crate::embed::set_int8_short_inputs(true);
+        crate::embed::set_int8_short_inputs(false);
     }
     Ok(out)
 }

@@ -384,7 +384,8 @@ impl Bert {
             )));
         }
         if self.packed {
-            return self.embed_packed(ids);
+            let short = super::linear::is_short(len);
+            return Ok(self.embed_packed(&[ids], short)?.remove(0));
         }
         let x = self
             .word_embeddings(ids)?
@@ -398,31 +399,101 @@ impl Bert {
         Ok(pooled)
     }
 
-    /// [`Bert::embed`] on plain buffers, for when every dense layer is packed.
-    fn embed_packed(&self, ids: &[u32]) -> Result<Vec<f32>, EmbedError> {
-        let (len, h) = (ids.len(), self.hidden);
+    /// Several sequences to their vectors, in order, each exactly as [`Bert::embed`]
+    /// gives it. With packed layers, sequences of one precision class (short or long)
+    /// run as one forward pass: their rows share each weight read, which is what a short
+    /// query is bound by, while attention and pooling stay within each sequence.
+    pub(crate) fn embed_many(&self, seqs: &[&[u32]]) -> Vec<Result<Vec<f32>, EmbedError>> {
+        let valid = |ids: &[u32]| !ids.is_empty() && ids.len() <= self.max_positions;
+        if !self.packed || seqs.len() < 2 {
+            return seqs.iter().map(|ids| self.embed(ids)).collect();
+        }
+        let mut out: Vec<Option<Result<Vec<f32>, EmbedError>>> = seqs
+            .iter()
+            .map(|ids| (!valid(ids)).then(|| self.embed(ids)))
+            .collect();
+        for short in [true, false] {
+            let group: Vec<usize> = (0..seqs.len())
+                .filter(|&i| out[i].is_none() && super::linear::is_short(seqs[i].len()) == short)
+                .collect();
+            if group.is_empty() {
+                continue;
+            }
+            let members: Vec<&[u32]> = group.iter().map(|&i| seqs[i]).collect();
+            match self.embed_packed(&members, short) {
+                Ok(vectors) => {
+                    for (i, v) in group.into_iter().zip(vectors) {
+                        out[i] = Some(Ok(v));
+                    }
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    for i in group {
+                        out[i] = Some(Err(EmbedError::Candle(candle_core::Error::Msg(
+                            message.clone(),
+                        ))));
+                    }
+                }
+            }
+        }
+        out.into_iter()
+            .map(|r| r.expect("every sequence was embedded; this is a bug"))
+            .collect()
+    }
+
+    /// [`Bert::embed`] on plain buffers, for when every dense layer is packed: `seqs`
+    /// (all short or all long, as `short` says) stacked row after row through the dense
+    /// layers, each its own attention and mean.
+    fn embed_packed(&self, seqs: &[&[u32]], short: bool) -> Result<Vec<Vec<f32>>, EmbedError> {
+        use rayon::prelude::*;
+        let h = self.hidden;
         fn packed(d: &Dense) -> &super::linear::PackedLinear {
             d.packed()
                 .expect("embed_packed needs packed layers; this is a bug")
         }
-        let mut x = self.word_rows(ids)?;
-        self.embedding_norm
-            .add_and_norm(&mut x, &self.host_position_and_type[..len * h]);
+        let ids: Vec<u32> = seqs.concat();
+        let rows = ids.len();
+        let mut starts = Vec::with_capacity(seqs.len());
+        let mut positions = Vec::with_capacity(rows * h);
+        for s in seqs {
+            starts.push(positions.len() / h);
+            positions.extend_from_slice(&self.host_position_and_type[..s.len() * h]);
+        }
+        let mut x = self.word_rows(&ids)?;
+        self.embedding_norm.add_and_norm(&mut x, &positions);
         for layer in &self.layers {
-            let qkv = packed(&layer.qkv).apply(&x, len);
-            let context = super::attention::attention(&qkv, len, h, self.heads, self.bf16);
-            let mut attended = packed(&layer.attention_out).apply(&context, len);
+            let qkv = packed(&layer.qkv).apply_rows(&x, rows, short);
+            let context = if seqs.len() == 1 {
+                super::attention::attention(&qkv, rows, h, self.heads, self.bf16)
+            } else {
+                let parts: Vec<Vec<f32>> = seqs
+                    .par_iter()
+                    .zip(&starts)
+                    .map(|(s, &start)| {
+                        let qkv = &qkv[start * 3 * h..(start + s.len()) * 3 * h];
+                        super::attention::attention(qkv, s.len(), h, self.heads, self.bf16)
+                    })
+                    .collect();
+                parts.concat()
+            };
+            let mut attended = packed(&layer.attention_out).apply_rows(&context, rows, short);
             layer.attention_norm.add_and_norm(&mut attended, &x);
-            let ff = packed(&layer.intermediate).apply(&attended, len);
-            x = packed(&layer.output).apply(&ff, len);
+            let ff = packed(&layer.intermediate).apply_rows(&attended, rows, short);
+            x = packed(&layer.output).apply_rows(&ff, rows, short);
             layer.output_norm.add_and_norm(&mut x, &attended);
         }
-        let mut pooled = vec![0.0f32; h];
-        for row in x.chunks_exact(h) {
-            pooled.iter_mut().zip(row).for_each(|(p, v)| *p += v);
-        }
-        super::normalize(&mut pooled);
-        Ok(pooled)
+        Ok(seqs
+            .iter()
+            .zip(&starts)
+            .map(|(s, &start)| {
+                let mut pooled = vec![0.0f32; h];
+                for row in x[start * h..(start + s.len()) * h].chunks_exact(h) {
+                    pooled.iter_mut().zip(row).for_each(|(p, v)| *p += v);
+                }
+                super::normalize(&mut pooled);
+                pooled
+            })
+            .collect())
     }
 
     fn layer_forward(&self, layer: &Layer, x: &Tensor) -> candle_core::Result<Tensor> {

@@ -149,6 +149,17 @@ impl CandleEncoder {
         })
     }
 
+    /// A query's ids: prefix and text cut to one window, with `<s>` and `</s>`.
+    fn query_ids(&self, text: &str) -> Result<Vec<u32>, EmbedError> {
+        let tokens = self.tokenize(Role::Query, text)?;
+        let (prefix, body) = tokens.ids.split_at(tokens.prefix_len);
+        if body.is_empty() {
+            return Err(EmbedError::EmptyText);
+        }
+        let body = &body[..body.len().min(self.window_capacity(prefix.len()))];
+        Ok(self.with_specials(prefix, body))
+    }
+
     /// Room for text tokens in one window: the limit less `<s>`, `</s>` and the prefix.
     fn window_capacity(&self, prefix_len: usize) -> usize {
         self.spec
@@ -282,14 +293,26 @@ impl Encoder for CandleEncoder {
     }
 
     fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
-        let tokens = self.tokenize(Role::Query, text)?;
-        let (prefix, body) = tokens.ids.split_at(tokens.prefix_len);
-        if body.is_empty() {
-            return Err(EmbedError::EmptyText);
-        }
-        let body = &body[..body.len().min(self.window_capacity(prefix.len()))];
-        let ids = self.with_specials(prefix, body);
+        let ids = self.query_ids(text)?;
         self.pool.install(|| self.bert.embed(&ids))
+    }
+
+    fn embed_queries(&self, texts: &[&str]) -> Vec<Result<Vec<f32>, EmbedError>> {
+        let ids: Vec<Result<Vec<u32>, EmbedError>> =
+            texts.iter().map(|t| self.query_ids(t)).collect();
+        let seqs: Vec<&[u32]> = ids.iter().filter_map(|r| r.as_deref().ok()).collect();
+        let mut vectors = self
+            .pool
+            .install(|| self.bert.embed_many(&seqs))
+            .into_iter();
+        ids.into_iter()
+            .map(|r| match r {
+                Ok(_) => vectors
+                    .next()
+                    .expect("one vector per tokenized query; this is a bug"),
+                Err(e) => Err(e),
+            })
+            .collect()
     }
 
     fn embed_passages(&self, texts: &[&str]) -> Result<Vec<Vec<Window>>, EmbedError> {
@@ -402,6 +425,37 @@ mod tests {
             worst >= 0.999,
             "bf16 passages drift from f32: min cosine {worst}"
         );
+    }
+
+    /// Queries embedded together (as the server batches the ones that wait together)
+    /// get exactly the vectors they get alone: short and long queries mixed, Chinese and
+    /// English, an empty one failing on its own.
+    #[test]
+    fn queries_embedded_together_get_the_vectors_they_get_alone() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let files = ModelFiles::from_dir(&root.join("models/multilingual-e5-small"))
+            .expect("the model folder (scripts/fetch-model builds it)");
+        let encoder = CandleEncoder::load(ModelSpec::default_model(), &files).expect("load");
+        let long = "Boston Dynamics showed the production version of its Atlas humanoid at \
+                    CES, built with Hyundai for car factories, with a new gripper and a \
+                    battery it swaps on its own; Google DeepMind's Gemini Robotics runs it.";
+        let texts = [
+            "英伟达发布新芯片",
+            long,
+            "Hugging Face VRAM estimator",
+            "   ",
+            "波士顿动力人形机器人进入现代汽车工厂",
+            "AI coding agents",
+            long,
+        ];
+        let together = encoder.embed_queries(&texts);
+        assert_eq!(together.len(), texts.len());
+        for (text, got) in texts.iter().zip(together) {
+            match encoder.embed_query(text) {
+                Ok(alone) => assert_eq!(got.expect("embedded together"), alone, "{text:?}"),
+                Err(e) => assert_eq!(got.unwrap_err().to_string(), e.to_string()),
+            }
+        }
     }
 
     #[test]

@@ -110,16 +110,28 @@ pub(crate) fn avx512_available() -> bool {
     }
 }
 
-/// Inputs of at most this many rows (queries) use the int8 copy of the weights: a
-/// query is bound by streaming 21M weights from memory, not by arithmetic, and int8
-/// reads a quarter of the bytes of f32. Longer inputs (passages) use f32.
+/// Inputs of at most this many rows (queries) may use the int8 copy of the weights
+/// ([`set_int8_short_inputs`]).
 const SMALL_M: usize = 24;
 
-/// Whether short inputs use the int8 weights (on by default). `storydex eval` turns it
-/// off to measure what int8 queries cost in ranking quality.
-static INT8_SHORT_INPUTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+/// Whether a sequence of `len` tokens counts as short (int8 weights, when on). A batch of
+/// short sequences keeps their precision: what a text's vector is never depends on what
+/// it was batched with.
+pub(crate) fn is_short(len: usize) -> bool {
+    len <= SMALL_M
+}
 
-/// Chooses int8 (`true`, the default) or f32 weights for inputs of at most 24 tokens.
+/// Whether short inputs use the int8 weights (off by default). They were meant for a
+/// query bound by streaming the weights from memory, but measured on AMD EPYC (Zen,
+/// AVX512-BF16) a 13-token query took 3.5 ms with int8 weights against 2.8 ms in bf16
+/// and 3.0 ms in f32, and four queries in one pass 11.1 ms against 7.4 and 7.5 ms: the
+/// per-weight conversion costs more than the bytes it saves. So queries run in the
+/// passages' precision; `storydex eval --sweep` and `examples/query_latency` turn int8
+/// on to compare.
+static INT8_SHORT_INPUTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Chooses int8 (`true`) or the long inputs' weights (`false`, the default) for inputs
+/// of at most 24 tokens.
 pub fn set_int8_short_inputs(on: bool) {
     INT8_SHORT_INPUTS.store(on, std::sync::atomic::Ordering::Relaxed);
 }
@@ -253,8 +265,21 @@ impl PackedLinear {
         }
     }
 
-    /// `y[m, out] = x[m, inp]·Wᵀ + b`, then GELU if configured.
+    /// `y[m, out] = x[m, inp]·Wᵀ + b`, then GELU if configured; the rows are one
+    /// sequence, short or long by their count.
     pub(crate) fn apply(&self, x: &[f32], m: usize) -> Vec<f32> {
+        self.apply_rows(x, m, is_short(m))
+    }
+
+    /// [`PackedLinear::apply`] on `m` rows of several sequences that are all short
+    /// (`short`) or all long: every row is computed exactly as in its own sequence.
+    pub(crate) fn apply_rows(&self, x: &[f32], m: usize, short: bool) -> Vec<f32> {
+        let int8 = short && INT8_SHORT_INPUTS.load(std::sync::atomic::Ordering::Relaxed);
+        self.apply_with(x, m, int8)
+    }
+
+    /// `y = x·Wᵀ + b` with the int8 weights (`int8`) or the long inputs' ones.
+    fn apply_with(&self, x: &[f32], m: usize, int8: bool) -> Vec<f32> {
         assert!(
             avx512_available(),
             "PackedLinear needs AVX-512; this is a bug"
@@ -265,7 +290,6 @@ impl PackedLinear {
         let mut y: Vec<f32> = Vec::with_capacity(m * self.out);
         let out_ptr = SendPtr(y.as_mut_ptr());
         let panels = self.out / NR;
-        let int8 = m <= SMALL_M && INT8_SHORT_INPUTS.load(std::sync::atomic::Ordering::Relaxed);
         // bf16 kernels read the input as bf16 pairs: rounded once here, not per panel.
         let pairs = self.inp.div_ceil(2);
         let x_bf16 = match &self.long {
@@ -763,7 +787,7 @@ mod tests {
     }
 
     #[test]
-    fn short_inputs_keep_the_int8_path_when_long_ones_use_bf16() {
+    fn the_int8_path_stays_within_weight_rounding_of_a_plain_matmul() {
         if !bf16_available() {
             return;
         }
@@ -775,7 +799,7 @@ mod tests {
         let packed = PackedLinear::with_precision(&w, &b, out, inp, false, LongPrecision::Bf16);
         for m in [1, 13, 24] {
             let x: Vec<f32> = (0..m * inp).map(|i| (i % 7) as f32 / 7.0 - 0.3).collect();
-            let y = packed.apply(&x, m);
+            let y = packed.apply_with(&x, m, true);
             let want = plain_matmul(&x, &w, &b, m, inp, false);
             for i in 0..m * out {
                 assert!((y[i] as f64 - want[i]).abs() < 2e-2, "m={m} i={i}");
@@ -801,24 +825,31 @@ mod tests {
                 let x: Vec<f32> = (0..m * inp)
                     .map(|i| ((i * 31) % 13) as f32 / 13.0 - 0.4)
                     .collect();
-                let y = packed.apply(&x, m);
-                for r in 0..m {
-                    for c in 0..out {
-                        let mut want = b[c];
-                        for kk in 0..inp {
-                            want += x[r * inp + kk] * w[c * inp + kk];
+                let paths: &[bool] = if m <= SMALL_M {
+                    &[false, true]
+                } else {
+                    &[false]
+                };
+                for &int8 in paths {
+                    let y = packed.apply_with(&x, m, int8);
+                    for r in 0..m {
+                        for c in 0..out {
+                            let mut want = b[c];
+                            for kk in 0..inp {
+                                want += x[r * inp + kk] * w[c * inp + kk];
+                            }
+                            if gelu_on {
+                                want = gelu(want);
+                            }
+                            let got = y[r * out + c];
+                            // int8 weights round each weight by up to max|w|/254 of
+                            // its column.
+                            let tol = if int8 { 2e-2 } else { 1e-4 };
+                            assert!(
+                                (got - want).abs() < tol,
+                                "m={m} int8={int8} r={r} c={c}: {got} vs {want}"
+                            );
                         }
-                        if gelu_on {
-                            want = gelu(want);
-                        }
-                        let got = y[r * out + c];
-                        // int8 weights (m <= SMALL_M) round each weight by up to
-                        // max|w|/254 of its column.
-                        let tol = if m <= SMALL_M { 2e-2 } else { 1e-4 };
-                        assert!(
-                            (got - want).abs() < tol,
-                            "m={m} r={r} c={c}: {got} vs {want}"
-                        );
                     }
                 }
             }

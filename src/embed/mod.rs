@@ -90,6 +90,11 @@ pub trait Encoder: Send + Sync {
     fn dimension(&self) -> usize;
     /// One vector for a query, cut to the model's token limit.
     fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError>;
+    /// One vector per query, in order, each equal to [`Encoder::embed_query`]'s; an
+    /// encoder may embed them together (the server batches queries that wait together).
+    fn embed_queries(&self, texts: &[&str]) -> Vec<Result<Vec<f32>, EmbedError>> {
+        texts.iter().map(|t| self.embed_query(t)).collect()
+    }
     /// Each passage becomes one or more overlapping windows that together cover all of it.
     fn embed_passages(&self, texts: &[&str]) -> Result<Vec<Vec<Window>>, EmbedError>;
     /// Tokens the model would see for a query (for reporting throughput).

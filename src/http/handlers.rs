@@ -222,8 +222,7 @@ async fn search(
     let mode: SearchMode = mode.unwrap_or("").parse()?;
     let query = QueryText::new(query)?;
     let vector = if mode.needs_vector() {
-        let text = query.clone();
-        Some(state.embed(move |e| e.embed_query(text.as_str())).await?)
+        Some(state.embed_query(query.as_str().to_owned()).await?)
     } else {
         None
     };

@@ -40,7 +40,7 @@ use crate::embed::{EmbedError, Encoder};
 use crate::service::{Service, ServiceError};
 use crate::store::Store;
 use metrics::Metrics;
-use worker::{EmbedWorker, Lane, QueuedEncoder, WorkerError};
+use worker::{EmbedWorker, QueuedEncoder, WorkerError};
 
 /// Settings of `storydex serve` (each also readable from a `STORYDEX_*` variable).
 #[derive(Debug, Clone, clap::Args)]
@@ -60,6 +60,10 @@ pub struct ServeSettings {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "STORYDEX_MAX_BODY", default_value_t = 2 * 1024 * 1024)]
     pub max_body: usize,
+    /// Search queries waiting together that are embedded in one forward pass at most
+    /// (1: each on its own). Nothing waits for a batch to fill.
+    #[arg(long, env = "STORYDEX_QUERY_BATCH", default_value_t = worker::DEFAULT_QUERY_BATCH as u32, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub query_batch: u32,
 }
 
 impl Default for ServeSettings {
@@ -69,6 +73,7 @@ impl Default for ServeSettings {
             api_key: None,
             queue: 64,
             max_body: 2 * 1024 * 1024,
+            query_batch: worker::DEFAULT_QUERY_BATCH as u32,
         }
     }
 }
@@ -82,6 +87,7 @@ struct Engine {
 struct Inner {
     api_key: Option<String>,
     queue: usize,
+    query_batch: usize,
     max_body: usize,
     engine: OnceLock<Engine>,
     local_addr: OnceLock<SocketAddr>,
@@ -108,6 +114,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 api_key: settings.api_key.clone().filter(|k| !k.is_empty()),
                 queue,
+                query_batch: settings.query_batch.max(1) as usize,
                 max_body: settings.max_body,
                 engine: OnceLock::new(),
                 local_addr: OnceLock::new(),
@@ -139,6 +146,7 @@ impl AppState {
             Arc::clone(&encoder),
             self.inner.queue,
             std::thread::available_parallelism().map_or(1, |n| n.get()),
+            self.inner.query_batch,
             Arc::clone(&self.inner.queue_depth),
         )?;
         let queued = QueuedEncoder::new(encoder, worker.clone());
@@ -198,30 +206,26 @@ impl AppState {
         self.inner.engine.get().ok_or(ApiError::NotReady)
     }
 
-    /// Runs a model call on the embedding worker; 503 `overloaded` when its queue is full.
-    pub(crate) async fn embed<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&dyn Encoder) -> Result<T, EmbedError> + Send + 'static,
-    ) -> Result<T, ApiError> {
-        self.embed_in(Lane::Query, f).await
+    /// A search query's vector, embedded together with the queries waiting beside it;
+    /// 503 `overloaded` when the queue is full.
+    pub(crate) async fn embed_query(&self, text: String) -> Result<Vec<f32>, ApiError> {
+        let worker = self.engine()?.worker.clone();
+        match worker.embed_query(text).await {
+            Ok(result) => result.map_err(|e| ServiceError::Embed(e).into()),
+            Err(WorkerError::Full) => Err(ApiError::Overloaded),
+            Err(e @ WorkerError::Stopped) => Err(ApiError::internal(e)),
+        }
     }
 
-    /// [`AppState::embed`] for a batch of passages (a draft being checked): it waits
-    /// behind queued queries, never the other way round.
+    /// Runs a model call over a batch of passages (a draft being checked) on the
+    /// embedding worker: it waits behind queued queries, never the other way round; 503
+    /// `overloaded` when the queue is full.
     pub(crate) async fn embed_passages<T: Send + 'static>(
         &self,
         f: impl FnOnce(&dyn Encoder) -> Result<T, EmbedError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        self.embed_in(Lane::Passages, f).await
-    }
-
-    async fn embed_in<T: Send + 'static>(
-        &self,
-        lane: Lane,
-        f: impl FnOnce(&dyn Encoder) -> Result<T, EmbedError> + Send + 'static,
-    ) -> Result<T, ApiError> {
         let worker = self.engine()?.worker.clone();
-        match worker.run(lane, f).await {
+        match worker.run(f).await {
             Ok(result) => result.map_err(|e| ServiceError::Embed(e).into()),
             Err(WorkerError::Full) => Err(ApiError::Overloaded),
             Err(e @ WorkerError::Stopped) => Err(ApiError::internal(e)),

@@ -17,6 +17,11 @@
 //! was the length of a passage batch. Every thread takes queries before passages, and
 //! (with two threads or more) one thread takes only queries, so a search waits for
 //! other searches, never for passages.
+//! Why query texts are batched: a short query is bound by reading the model's weights,
+//! not by arithmetic, so the queries waiting when a thread becomes free are embedded in
+//! one forward pass ([`Encoder::embed_queries`]): one weight read serves all of them.
+//! Nothing waits on purpose for a batch to fill; at low load a query runs alone, as
+//! before, and under load the queue that formed anyway becomes one pass instead of many.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -29,6 +34,21 @@ use crate::embed::{EmbedError, Encoder, Window};
 
 type Job = Box<dyn FnOnce(&dyn Encoder) + Send>;
 
+/// Query texts embedded in one forward pass at most (`serve --query-batch`).
+pub(crate) const DEFAULT_QUERY_BATCH: usize = 1;
+
+/// A query text waiting for its vector; texts waiting together are embedded together.
+struct QueryText {
+    text: String,
+    reply: oneshot::Sender<Result<Vec<f32>, EmbedError>>,
+}
+
+/// What a thread takes from the queue.
+enum Work {
+    Job(Job),
+    Texts(Vec<QueryText>),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum WorkerError {
     #[error("the embedding queue is full")]
@@ -37,18 +57,11 @@ pub(crate) enum WorkerError {
     Stopped,
 }
 
-/// Which lane a model call waits in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Lane {
-    /// One short text (a search query): taken first.
-    Query,
-    /// A batch of passages (ingest, draft check): taken when no query waits.
-    Passages,
-}
-
 #[derive(Default)]
 struct Lanes {
-    queries: VecDeque<Job>,
+    /// Search query texts: taken first, and together.
+    queries: VecDeque<QueryText>,
+    /// Other model calls (passage batches of ingests and draft checks).
     passages: VecDeque<Job>,
     /// Live [`EmbedWorker`] handles; the threads stop once it is 0 and the lanes are empty.
     handles: usize,
@@ -67,6 +80,8 @@ struct Shared {
     /// Signalled when a job leaves the queue.
     room: Condvar,
     capacity: usize,
+    /// Query texts taken together at most.
+    query_batch: usize,
     depth: Arc<AtomicUsize>,
 }
 
@@ -75,20 +90,28 @@ impl Shared {
         self.lanes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The next job for a thread, waiting while there is none; `None` once every handle
-    /// is gone and nothing is left for it.
-    fn next(&self, queries_only: bool) -> Option<Job> {
+    /// The next work for a thread, waiting while there is none: a job, or the query
+    /// texts at the head of the query lane (up to `query_batch`). `None` once every
+    /// handle is gone and nothing is left for it.
+    fn next(&self, queries_only: bool) -> Option<Work> {
         let mut lanes = self.lanes();
         loop {
-            let job = match lanes.queries.pop_front() {
-                Some(job) => Some(job),
-                None if !queries_only => lanes.passages.pop_front(),
-                None => None,
+            let work = if !lanes.queries.is_empty() {
+                let n = lanes.queries.len().min(self.query_batch);
+                Some(Work::Texts(lanes.queries.drain(..n).collect()))
+            } else if !queries_only {
+                lanes.passages.pop_front().map(Work::Job)
+            } else {
+                None
             };
-            if let Some(job) = job {
-                self.depth.fetch_sub(1, Ordering::Relaxed);
-                self.room.notify_one();
-                return Some(job);
+            if let Some(work) = work {
+                let taken = match &work {
+                    Work::Job(_) => 1,
+                    Work::Texts(texts) => texts.len(),
+                };
+                self.depth.fetch_sub(taken, Ordering::Relaxed);
+                self.room.notify_all();
+                return Some(work);
             }
             if lanes.handles == 0 {
                 return None;
@@ -98,7 +121,16 @@ impl Shared {
     }
 
     /// Queues `job`; when the queue is full, fails (`wait == false`) or waits for room.
-    fn push(&self, lane: Lane, job: Job, wait: bool) -> Result<(), WorkerError> {
+    fn push(&self, job: Job, wait: bool) -> Result<(), WorkerError> {
+        self.push_with(wait, |lanes| lanes.passages.push_back(job))
+    }
+
+    /// Queues a query text in the query lane, as [`Shared::push`] does a job.
+    fn push_text(&self, text: QueryText, wait: bool) -> Result<(), WorkerError> {
+        self.push_with(wait, |lanes| lanes.queries.push_back(text))
+    }
+
+    fn push_with(&self, wait: bool, put: impl FnOnce(&mut Lanes)) -> Result<(), WorkerError> {
         let mut lanes = self.lanes();
         while lanes.len() >= self.capacity {
             if !wait {
@@ -106,10 +138,7 @@ impl Shared {
             }
             lanes = self.room.wait(lanes).unwrap_or_else(|p| p.into_inner());
         }
-        match lane {
-            Lane::Query => lanes.queries.push_back(job),
-            Lane::Passages => lanes.passages.push_back(job),
-        }
+        put(&mut lanes);
         self.depth.fetch_add(1, Ordering::Relaxed);
         // All: the query-only thread must not be the only one woken for a passage job.
         self.queued.notify_all();
@@ -145,10 +174,12 @@ impl Drop for EmbedWorker {
 impl EmbedWorker {
     /// Starts `threads` worker threads. `capacity` jobs may wait while they run; `depth` counts the
     /// waiting ones (it is shared so the metrics can read it before the worker exists).
+    /// Up to `query_batch` waiting query texts are embedded in one pass (1: one by one).
     pub(crate) fn spawn(
         encoder: Arc<dyn Encoder>,
         capacity: usize,
         threads: usize,
+        query_batch: usize,
         depth: Arc<AtomicUsize>,
     ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
@@ -159,6 +190,7 @@ impl EmbedWorker {
             queued: Condvar::new(),
             room: Condvar::new(),
             capacity: capacity.max(1),
+            query_batch: query_batch.max(1),
             depth,
         });
         // One thread per core: a short query cannot keep two cores busy on its own, so a
@@ -171,10 +203,14 @@ impl EmbedWorker {
             std::thread::Builder::new()
                 .name(format!("storydex-embed-{i}"))
                 .spawn(move || {
-                    while let Some(job) = shared.next(queries_only) {
+                    while let Some(work) = shared.next(queries_only) {
                         // A panicking model call must not take a worker with it; its
-                        // caller sees `Stopped` through the dropped reply channel.
-                        if catch_unwind(AssertUnwindSafe(|| job(encoder.as_ref()))).is_err() {
+                        // callers see `Stopped` through the dropped reply channels.
+                        let run = AssertUnwindSafe(|| match work {
+                            Work::Job(job) => job(encoder.as_ref()),
+                            Work::Texts(texts) => embed_texts(encoder.as_ref(), texts),
+                        });
+                        if catch_unwind(run).is_err() {
                             tracing::error!("an embedding job panicked; the worker goes on");
                         }
                     }
@@ -191,12 +227,32 @@ impl EmbedWorker {
     /// Runs `f` on the worker from async code; fails at once when the queue is full.
     pub(crate) async fn run<T: Send + 'static>(
         &self,
-        lane: Lane,
         f: impl FnOnce(&dyn Encoder) -> T + Send + 'static,
     ) -> Result<T, WorkerError> {
         let (job, reply) = job(f);
-        self.shared.push(lane, job, false)?;
+        self.shared.push(job, false)?;
         reply.await.map_err(|_| WorkerError::Stopped)
+    }
+
+    /// A query's vector, embedded together with the query texts waiting beside it; fails
+    /// at once when the queue is full.
+    pub(crate) async fn embed_query(
+        &self,
+        text: String,
+    ) -> Result<Result<Vec<f32>, EmbedError>, WorkerError> {
+        let (reply, answer) = oneshot::channel();
+        self.shared.push_text(QueryText { text, reply }, false)?;
+        answer.await.map_err(|_| WorkerError::Stopped)
+    }
+
+    /// [`EmbedWorker::embed_query`] from a blocking thread, waiting for room in the queue.
+    pub(crate) fn embed_query_blocking(
+        &self,
+        text: String,
+    ) -> Result<Result<Vec<f32>, EmbedError>, WorkerError> {
+        let (reply, answer) = oneshot::channel();
+        self.shared.push_text(QueryText { text, reply }, true)?;
+        answer.blocking_recv().map_err(|_| WorkerError::Stopped)
     }
 
     /// Runs `f` on the worker from a blocking thread, waiting for room in the queue.
@@ -205,12 +261,25 @@ impl EmbedWorker {
     /// stall the runtime, so it is a bug.
     pub(crate) fn run_blocking<T: Send + 'static>(
         &self,
-        lane: Lane,
         f: impl FnOnce(&dyn Encoder) -> T + Send + 'static,
     ) -> Result<T, WorkerError> {
         let (job, reply) = job(f);
-        self.shared.push(lane, job, true)?;
+        self.shared.push(job, true)?;
         reply.blocking_recv().map_err(|_| WorkerError::Stopped)
+    }
+}
+
+/// Embeds the texts whose callers still wait, in one call, and answers each.
+fn embed_texts(encoder: &dyn Encoder, texts: Vec<QueryText>) {
+    let texts: Vec<QueryText> = texts.into_iter().filter(|t| !t.reply.is_closed()).collect();
+    if texts.is_empty() {
+        return;
+    }
+    let strs: Vec<&str> = texts.iter().map(|t| t.text.as_str()).collect();
+    let vectors = encoder.embed_queries(&strs);
+    assert_eq!(vectors.len(), texts.len(), "one vector per query text");
+    for (t, v) in texts.into_iter().zip(vectors) {
+        let _ = t.reply.send(v);
     }
 }
 
@@ -258,16 +327,15 @@ impl Encoder for QueuedEncoder {
     }
 
     fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
-        let text = text.to_owned();
         self.worker
-            .run_blocking(Lane::Query, move |e| e.embed_query(&text))
+            .embed_query_blocking(text.to_owned())
             .map_err(stopped)?
     }
 
     fn embed_passages(&self, texts: &[&str]) -> Result<Vec<Vec<Window>>, EmbedError> {
         let texts: Vec<String> = texts.iter().map(|t| (*t).to_owned()).collect();
         self.worker
-            .run_blocking(Lane::Passages, move |e| {
+            .run_blocking(move |e| {
                 let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
                 e.embed_passages(&texts)
             })
@@ -294,19 +362,26 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_refuses_at_once_instead_of_waiting() {
         let slow = Arc::new(FakeEncoder::new(8).with_delay(Duration::from_millis(300)));
-        let worker = EmbedWorker::spawn(slow, 1, 1, Arc::new(AtomicUsize::new(0))).unwrap();
+        let worker = EmbedWorker::spawn(
+            slow,
+            1,
+            1,
+            DEFAULT_QUERY_BATCH,
+            Arc::new(AtomicUsize::new(0)),
+        )
+        .unwrap();
         let running = tokio::spawn({
             let w = worker.clone();
-            async move { w.run(Lane::Query, |e| e.embed_query("one")).await }
+            async move { w.embed_query("one".into()).await }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         let waiting = tokio::spawn({
             let w = worker.clone();
-            async move { w.run(Lane::Query, |e| e.embed_query("two")).await }
+            async move { w.embed_query("two".into()).await }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(worker.depth(), 1);
-        let refused = worker.run(Lane::Query, |e| e.embed_query("three")).await;
+        let refused = worker.embed_query("three".into()).await;
         assert_eq!(refused.unwrap_err(), WorkerError::Full);
         assert!(running.await.unwrap().unwrap().is_ok());
         assert!(waiting.await.unwrap().unwrap().is_ok());
@@ -319,14 +394,13 @@ mod tests {
             Arc::new(FakeEncoder::new(8)),
             4,
             2,
+            DEFAULT_QUERY_BATCH,
             Arc::new(AtomicUsize::new(0)),
         )
         .unwrap();
-        let failed = worker
-            .run(Lane::Query, |_| -> usize { panic!("boom") })
-            .await;
+        let failed = worker.run(|_| -> usize { panic!("boom") }).await;
         assert_eq!(failed.unwrap_err(), WorkerError::Stopped);
-        assert_eq!(worker.run(Lane::Passages, |e| e.dimension()).await, Ok(8));
+        assert_eq!(worker.run(|e| e.dimension()).await, Ok(8));
     }
 
     #[tokio::test]
@@ -337,6 +411,7 @@ mod tests {
             Arc::new(FakeEncoder::new(8)),
             8,
             2,
+            DEFAULT_QUERY_BATCH,
             Arc::new(AtomicUsize::new(0)),
         )
         .unwrap();
@@ -345,7 +420,7 @@ mod tests {
         for _ in 0..3 {
             let (w, gate) = (worker.clone(), Arc::clone(&gate));
             batches.push(tokio::spawn(async move {
-                w.run(Lane::Passages, move |e| {
+                w.run(move |e| {
                     let (open, opened) = &*gate;
                     let mut open = open.lock().unwrap();
                     while !*open {
@@ -363,7 +438,7 @@ mod tests {
         // Only a deadline against a hang: with one queue the query would wait forever.
         let vector = tokio::time::timeout(
             Duration::from_secs(60),
-            worker.run(Lane::Query, |e| e.embed_query("a query")),
+            worker.embed_query("a query".into()),
         )
         .await
         .expect("the query waited behind the held passage batches");
@@ -375,19 +450,107 @@ mod tests {
         }
     }
 
+    /// Counts how many texts each `embed_queries` call got.
+    struct Recording {
+        inner: FakeEncoder,
+        batches: Mutex<Vec<usize>>,
+    }
+
+    impl Encoder for Recording {
+        fn model_id(&self) -> &str {
+            self.inner.model_id()
+        }
+        fn dimension(&self) -> usize {
+            self.inner.dimension()
+        }
+        fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+            self.inner.embed_query(text)
+        }
+        fn embed_queries(&self, texts: &[&str]) -> Vec<Result<Vec<f32>, EmbedError>> {
+            self.batches.lock().unwrap().push(texts.len());
+            self.inner.embed_queries(texts)
+        }
+        fn embed_passages(&self, texts: &[&str]) -> Result<Vec<Vec<Window>>, EmbedError> {
+            self.inner.embed_passages(texts)
+        }
+        fn count_tokens(&self, text: &str) -> Result<usize, EmbedError> {
+            self.inner.count_tokens(text)
+        }
+    }
+
+    #[tokio::test]
+    async fn queries_that_wait_together_are_embedded_in_one_call_up_to_the_batch_size() {
+        let encoder = Arc::new(Recording {
+            inner: FakeEncoder::new(8),
+            batches: Mutex::new(Vec::new()),
+        });
+        // One thread, held by a job until the test lets it go, so that the queries queue.
+        let worker = EmbedWorker::spawn(
+            Arc::clone(&encoder) as Arc<dyn Encoder>,
+            64,
+            1,
+            4,
+            Arc::new(AtomicUsize::new(0)),
+        )
+        .unwrap();
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let held = tokio::spawn({
+            let (w, gate, started) = (worker.clone(), Arc::clone(&gate), Arc::clone(&started));
+            async move {
+                w.run(move |_| {
+                    started.store(true, Ordering::SeqCst);
+                    let (open, opened) = &*gate;
+                    let mut open = open.lock().unwrap();
+                    while !*open {
+                        open = opened.wait(open).unwrap();
+                    }
+                })
+                .await
+            }
+        });
+        while !started.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let texts: Vec<String> = (0..6).map(|i| format!("query number {i}")).collect();
+        let mut asked = Vec::new();
+        for t in &texts {
+            let (w, t) = (worker.clone(), t.clone());
+            asked.push(tokio::spawn(async move { w.embed_query(t).await }));
+            // In order: each is queued before the next is sent.
+            while worker.depth() < asked.len() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        held.await.unwrap().unwrap();
+        let fake = FakeEncoder::new(8);
+        for (t, a) in texts.iter().zip(asked) {
+            let vector = a.await.unwrap().unwrap().unwrap();
+            assert_eq!(vector, fake.embed_query(t).unwrap(), "{t}: its own vector");
+        }
+        assert_eq!(
+            *encoder.batches.lock().unwrap(),
+            [4, 2],
+            "six waiting, batches of four"
+        );
+    }
+
     #[test]
     fn the_threads_stop_when_the_last_handle_goes() {
         let worker = EmbedWorker::spawn(
             Arc::new(FakeEncoder::new(8)),
             4,
             2,
+            DEFAULT_QUERY_BATCH,
             Arc::new(AtomicUsize::new(0)),
         )
         .unwrap();
         let shared = Arc::downgrade(&worker.shared);
         let copy = worker.clone();
         drop(worker);
-        assert_eq!(copy.run_blocking(Lane::Query, |e| e.dimension()), Ok(8));
+        assert_eq!(copy.run_blocking(|e| e.dimension()), Ok(8));
         drop(copy);
         // Each thread holds the shared state until it returns.
         while shared.upgrade().is_some() {

@@ -127,8 +127,7 @@ async fn run_search(
     let mode: SearchMode = mode.parse()?;
     let query = QueryText::new(q)?;
     let vector = if mode.needs_vector() {
-        let text = query.clone();
-        Some(state.embed(move |e| e.embed_query(text.as_str())).await?)
+        Some(state.embed_query(query.as_str().to_owned()).await?)
     } else {
         None
     };
