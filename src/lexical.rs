@@ -366,7 +366,9 @@ pub fn headline_names(headline: &str) -> Vec<String> {
 }
 
 /// The share of `names` (from [`headline_names`]) that a story's [`index_terms`] hold;
-/// `None` when there is no name to look for.
+/// `None` when there is no name to look for. Two names next to each other also count
+/// as found when the story writes them as one word (`Hugging Face` as `Huggingface`,
+/// `Deep Mind` as `DeepMind`), as Chinese text often does.
 pub fn names_found(
     names: &[String],
     story_terms: &std::collections::HashSet<String>,
@@ -374,8 +376,14 @@ pub fn names_found(
     if names.is_empty() {
         return None;
     }
-    let found = names.iter().filter(|n| story_terms.contains(*n)).count();
-    Some(found as f32 / names.len() as f32)
+    let mut found: Vec<bool> = names.iter().map(|n| story_terms.contains(n)).collect();
+    for i in 1..names.len() {
+        if story_terms.contains(&format!("{}{}", names[i - 1], names[i])) {
+            found[i - 1] = true;
+            found[i] = true;
+        }
+    }
+    Some(found.iter().filter(|&&f| f).count() as f32 / names.len() as f32)
 }
 
 /// An FTS5 `MATCH` expression asking for any of the query's terms (BM25 ranks the
@@ -529,6 +537,14 @@ mod tests {
         let names = headline_names("Apptronik to run Gemini Robotics on Apollo humanoids in GXO");
         assert_eq!(names_found(&names, &story), Some(0.5));
         assert_eq!(names_found(&[], &story), None);
+        let glued: std::collections::HashSet<String> =
+            index_terms("Huggingface热门论文").into_iter().collect();
+        let names = headline_names("Trending papers on Hugging Face");
+        assert_eq!(
+            names_found(&names, &glued),
+            Some(1.0),
+            "two names written as one"
+        );
     }
 
     #[test]

