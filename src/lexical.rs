@@ -12,7 +12,7 @@
 //! [`FTS5_TOKENCHARS`] keeps each term whole (CJK characters are letters to it).
 
 /// Bumped whenever the analysis changes, so stores rebuild their lexical index.
-pub const ANALYZER_VERSION: u32 = 2;
+pub const ANALYZER_VERSION: u32 = 3;
 
 /// The characters, besides letters and digits, that a term may contain; FTS5 is told to
 /// treat them as part of a token.
@@ -39,9 +39,11 @@ fn fold(c: char) -> impl Iterator<Item = char> {
     fold_width(c).to_lowercase()
 }
 
-/// Full-width ASCII as plain ASCII, case kept.
+/// Full-width ASCII as plain ASCII, case kept; the full-width comma stays (in Chinese it
+/// separates clauses, never thousands).
 fn fold_width(c: char) -> char {
     match c as u32 {
+        0xFF0C => c,
         0xFF01..=0xFF5E => char::from_u32(c as u32 - 0xFF01 + 0x21).unwrap_or(c),
         0x3000 => ' ',
         _ => c,
@@ -156,11 +158,13 @@ fn amounts(chars: &[char], emit: &mut dyn FnMut(&str, bool)) {
         }
         let (value, grouped, end) = number(chars, i);
         i = end;
-        let mut j = end;
-        if chars.get(j) == Some(&' ') {
-            j += 1;
-        }
-        let multiplier = multiplier(chars, j);
+        // `9 million`, but not `100 m` (metres) or `5 M&A`: a one-letter multiplier must
+        // be glued to its number.
+        let multiplier = match multiplier(chars, end) {
+            None if chars.get(end) == Some(&' ') => multiplier(chars, end + 1)
+                .filter(|&(_, after)| is_cjk(chars[end + 1]) || after - (end + 1) > 2),
+            found => found,
+        };
         let value = match multiplier {
             Some((m, after)) => {
                 i = after;
@@ -170,13 +174,29 @@ fn amounts(chars: &[char], emit: &mut dyn FnMut(&str, bool)) {
             None => continue,
         };
         if value.is_finite() && (1_000.0..1e16).contains(&value) {
-            emit(&format!("n{}", value.round() as u64), true);
+            emit(&amount_term(value), true);
         }
     }
 }
 
-/// The number at `chars[start..]` (digits, `,` before each group of three, one decimal
-/// point): its value, whether it had thousands separators, and where it ends.
+/// The term for an amount: `_n` and its value. No word starts with `_`, so it cannot be
+/// mistaken for a name such as Intel's `N5000`.
+fn amount_term(value: f64) -> String {
+    format!("_n{}", value.round() as u64)
+}
+
+/// The amount terms of a text (`_n9000000` for `9 million`), for matching a headline's
+/// figure against a story's.
+pub fn amount_terms(text: &str) -> Vec<String> {
+    let folded: Vec<char> = text.chars().flat_map(fold).collect();
+    let mut out = Vec::new();
+    amounts(&folded, &mut |term, _| out.push(term.to_owned()));
+    out
+}
+
+/// The number at `chars[start..]` (digits, `,` before each group of three after a first
+/// group of at most three, one decimal point): its value, whether it had thousands
+/// separators, and where it ends.
 fn number(chars: &[char], start: usize) -> (f64, bool, usize) {
     let mut text = String::new();
     let mut grouped = false;
@@ -188,7 +208,12 @@ fn number(chars: &[char], start: usize) -> (f64, bool, usize) {
         if c.is_ascii_digit() {
             text.push(c);
             i += 1;
-        } else if c == ',' && digits_at(i + 1, 3) && !digits_at(i + 4, 1) && !text.contains('.') {
+        } else if c == ','
+            && digits_at(i + 1, 3)
+            && !digits_at(i + 4, 1)
+            && !text.contains('.')
+            && (grouped || text.len() <= 3)
+        {
             grouped = true;
             i += 1;
         } else if c == '.' && !text.contains('.') && digits_at(i + 1, 1) {
@@ -376,7 +401,13 @@ pub fn names_found(
     if names.is_empty() {
         return None;
     }
-    let mut found: Vec<bool> = names.iter().map(|n| story_terms.contains(n)).collect();
+    let mut found: Vec<bool> = names
+        .iter()
+        .map(|n| {
+            // `900m` in the headline is `9亿` in the story: both are `_n900000000`.
+            story_terms.contains(n) || amount_terms(n).iter().any(|a| story_terms.contains(a))
+        })
+        .collect();
     for i in 1..names.len() {
         if story_terms.contains(&format!("{}{}", names[i - 1], names[i])) {
             found[i - 1] = true;
@@ -469,26 +500,26 @@ mod tests {
         let n = |text: &str| -> Vec<String> {
             query_terms(text)
                 .into_iter()
-                .filter(|t| t.starts_with('n') && t[1..].chars().all(|c| c.is_ascii_digit()))
+                .filter(|t| t.starts_with("_n"))
                 .collect()
         };
-        assert_eq!(n("900万次下载"), ["n9000000"]);
+        assert_eq!(n("900万次下载"), ["_n9000000"]);
         assert_eq!(
             n("超过900万次下载"),
-            ["n9000000"],
+            ["_n9000000"],
             "after a Chinese character"
         );
-        assert_eq!(n("9 million downloads"), ["n9000000"]);
-        assert_eq!(n("passed 9,000,000 downloads"), ["n9000000"]);
-        assert_eq!(n("a 9M download count"), ["n9000000"]);
+        assert_eq!(n("9 million downloads"), ["_n9000000"]);
+        assert_eq!(n("passed 9,000,000 downloads"), ["_n9000000"]);
+        assert_eq!(n("a 9M download count"), ["_n9000000"]);
         assert_eq!(n("1000亿美元"), n("$100 billion"));
-        assert_eq!(n("9.44 亿美元"), ["n944000000"]);
+        assert_eq!(n("9.44 亿美元"), ["_n944000000"]);
         assert_eq!(
             n("Anysphere raises $900M at a $9.9B valuation"),
-            ["n900000000", "n9900000000"]
+            ["_n900000000", "_n9900000000"]
         );
-        assert_eq!(n("2.5万亿"), ["n2500000000000"]);
-        assert_eq!(n("10万卡集群 and 100,000 GPUs"), ["n100000", "n100000"]);
+        assert_eq!(n("2.5万亿"), ["_n2500000000000"]);
+        assert_eq!(n("10万卡集群 and 100,000 GPUs"), ["_n100000", "_n100000"]);
         assert!(
             n("GPT-5 in 2026 with 16TB, H100 and 4m").len() == 1,
             "plain numbers stay as written"
@@ -496,6 +527,23 @@ mod tests {
         assert!(
             n("gpt-4 million").is_empty(),
             "a digit inside a name starts no amount"
+        );
+        assert!(
+            n("ran 100 m in 9.6 s; top 5 M&A deals").is_empty(),
+            "one letter, not glued"
+        );
+        assert!(
+            n("ids 12345,678 and sizes 128, 256, 512").is_empty(),
+            "a first group over three digits, or a list, is no grouped number"
+        );
+        assert!(
+            n("融资100，200家公司").is_empty(),
+            "a Chinese comma separates clauses"
+        );
+        assert_eq!(
+            n("Intel N5000 chips, 5,000 units"),
+            ["_n5000"],
+            "names are not amounts"
         );
     }
 
@@ -544,6 +592,16 @@ mod tests {
             names_found(&names, &glued),
             Some(1.0),
             "two names written as one"
+        );
+        let story: std::collections::HashSet<String> =
+            index_terms("Anysphere以99亿美元估值融资9亿美元")
+                .into_iter()
+                .collect();
+        let names = headline_names("Cursor maker Anysphere raises $900M at a $9.9B valuation");
+        assert_eq!(
+            names_found(&names, &story),
+            Some(1.0),
+            "figures match as amounts"
         );
     }
 

@@ -434,21 +434,26 @@ impl Service {
             let mut score = pair_score(&draft, &other_item, cosine, &params);
             let other_language = crate::lexical::language(&other.text);
             let threshold = self.tuning.threshold(draft_language, other_language);
-            let (term_overlap, headline_names) = if draft_language != other_language {
-                let other_terms: HashSet<String> = crate::lexical::index_terms(&other.text)
-                    .into_iter()
-                    .collect();
-                let overlap = (self.tuning.cross_language_term_weight > 0.0)
-                    .then(|| crate::lexical::term_overlap(&latin, &other_terms, stories, &df));
-                let found = if self.tuning.cross_language_name_weight > 0.0 {
-                    crate::lexical::names_found(&names, &other_terms)
+            let weigh_terms = self.tuning.cross_language_term_weight > 0.0;
+            // Fitted on English headlines (a Chinese one names little in Latin letters).
+            let weigh_names =
+                self.tuning.cross_language_name_weight > 0.0 && draft_language == "en";
+            let (term_overlap, headline_names) =
+                if draft_language != other_language && (weigh_terms || weigh_names) {
+                    let other_terms: HashSet<String> = crate::lexical::index_terms(&other.text)
+                        .into_iter()
+                        .collect();
+                    let overlap = weigh_terms
+                        .then(|| crate::lexical::term_overlap(&latin, &other_terms, stories, &df));
+                    let found = if weigh_names {
+                        crate::lexical::names_found(&names, &other_terms)
+                    } else {
+                        None
+                    };
+                    (overlap, found)
                 } else {
-                    None
+                    (None, None)
                 };
-                (overlap, found)
-            } else {
-                (None, None)
-            };
             score += cross_language_bonus(&self.tuning, term_overlap, headline_names);
             if score >= threshold {
                 let reason = MatchReason {

@@ -97,14 +97,15 @@ pub enum Fusion {
 }
 
 /// `(s - (mean - 3 sd)) / 6 sd` over `scores`: 0..1 for a normal spread, above 1 for an
-/// outlier. A list without spread maps every score to one half.
+/// outlier, never below 0 (a weak match must not count less than none). A list without
+/// spread maps every score to one half.
 fn spread_scaler(scores: &[f32]) -> impl Fn(f32) -> f32 {
     let n = scores.len().max(1) as f32;
     let mean = scores.iter().sum::<f32>() / n;
     let sd = (scores.iter().map(|s| (s - mean).powi(2)).sum::<f32>() / n).sqrt();
     move |s| {
-        if sd > f32::EPSILON {
-            (s - (mean - 3.0 * sd)) / (6.0 * sd)
+        if sd > f32::EPSILON * mean.abs().max(1.0) {
+            ((s - (mean - 3.0 * sd)) / (6.0 * sd)).max(0.0)
         } else {
             0.5
         }
@@ -257,9 +258,10 @@ impl Service {
                 std::collections::hash_map::Entry::Vacant(e) => {
                     // Found by its terms only: its cosine still counts in score fusion.
                     let score = if linear {
-                        self.story_cosine(e.key(), vector)?
+                        self.story_cosine(e.key(), vector)?.unwrap_or(0.0)
                     } else if dbsf {
-                        scale_cosine(self.story_cosine(e.key(), vector)?)
+                        self.story_cosine(e.key(), vector)?
+                            .map_or(0.0, &scale_cosine)
                     } else {
                         0.0
                     };
@@ -296,8 +298,8 @@ impl Service {
         self.hydrate(hits, Some(query.as_str()), Some(vector))
     }
 
-    /// A story's best penalised window cosine against `vector`.
-    fn story_cosine(&self, id: &str, vector: &[f32]) -> Result<f32, ServiceError> {
+    /// A story's best penalised window cosine against `vector` (`None`: no window).
+    fn story_cosine(&self, id: &str, vector: &[f32]) -> Result<Option<f32>, ServiceError> {
         let penalty = self.ranking.deep_window_penalty;
         Ok(self
             .store
@@ -311,7 +313,7 @@ impl Service {
                     c - penalty
                 }
             })
-            .fold(f32::MIN, f32::max))
+            .reduce(f32::max))
     }
 
     /// Stories similar to a stored one, from its stored vectors (no model call).
