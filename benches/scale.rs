@@ -53,6 +53,13 @@ fn time_of(slot_seconds: i64) -> OffsetDateTime {
 }
 
 fn main() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "storydex=info".into()),
+        )
+        .init();
     let full = std::env::args().any(|a| a == "--bench");
     let stories: usize = std::env::var("STORYDEX_SCALE_STORIES")
         .ok()

@@ -24,6 +24,11 @@ pub(crate) struct VectorIndex {
     /// are taken ("Reserve capacity ahead of searches!"), so concurrent searches (under
     /// the store's read lock) wait here for a free context instead.
     contexts: Contexts,
+    /// The file this index is a read-only memory-mapped view of, until the first change
+    /// reads it into memory ([`VectorIndex::make_writable`]). Opening a million-window
+    /// store this way takes milliseconds instead of reading 1.7 GB; searches read the
+    /// pages they touch.
+    viewed: Option<PathBuf>,
 }
 
 /// Search contexts reserved in every index; more concurrent searches than this wait.
@@ -89,10 +94,12 @@ impl VectorIndex {
             index,
             dimension,
             contexts: Contexts::new(SEARCH_CONTEXTS),
+            viewed: None,
         })
     }
 
-    /// Loads `path` if its stamp matches `expected`; `Ok(None)` means "rebuild".
+    /// Opens `path` as a read-only view if its stamp matches `expected`; `Ok(None)`
+    /// means "rebuild". The first change reads it into memory.
     pub(crate) fn load_if_current(
         path: &Path,
         dimension: usize,
@@ -108,8 +115,8 @@ impl VectorIndex {
         if &stamp != expected || !path.is_file() {
             return Ok(None);
         }
-        let index = Self::new(dimension)?;
-        if index.index.load(&path.to_string_lossy()).is_err()
+        let mut index = Self::new(dimension)?;
+        if index.index.view(&path.to_string_lossy()).is_err()
             || index.index.size() != expected.size
             || index.index.dimensions() != dimension
         {
@@ -120,12 +127,52 @@ impl VectorIndex {
         if std::fs::read_to_string(&stamp_path).ok().as_deref() != Some(stamp_text.as_str()) {
             return Ok(None);
         }
-        // Loading replaces the reservation: make room for adds and search contexts again.
+        // Viewing replaces the reservation: make room for the search contexts again.
         index
             .index
-            .reserve_capacity_and_threads(expected.size.max(1024), SEARCH_CONTEXTS)
+            .reserve_capacity_and_threads(expected.size, SEARCH_CONTEXTS)
             .map_err(usearch_error)?;
+        index.viewed = Some(path.to_owned());
         Ok(Some(index))
+    }
+
+    /// Reads a viewed index into memory so that it can change; nothing to do when it
+    /// already is in memory. The view's file is the one it was opened from (the store's
+    /// lock keeps other writers away, and saves replace the file by renaming, which
+    /// leaves the mapped one in place).
+    fn make_writable(&mut self) -> Result<(), StoreError> {
+        let Some(path) = self.viewed.take() else {
+            return Ok(());
+        };
+        let size = self.index.size();
+        let loaded = Self::new(self.dimension)?.index;
+        let restore = |e: StoreError, this: &mut Self| {
+            this.viewed = Some(path.clone());
+            e
+        };
+        if let Err(e) = loaded.load(&path.to_string_lossy()) {
+            return Err(restore(usearch_error(e), self));
+        }
+        if loaded.size() != size {
+            let e = StoreError::Index(format!(
+                "{} changed under its view ({size} windows, now {})",
+                path.display(),
+                loaded.size()
+            ));
+            return Err(restore(e, self));
+        }
+        loaded
+            .reserve_capacity_and_threads(size.max(1024), SEARCH_CONTEXTS)
+            .map_err(usearch_error)?;
+        loaded.change_expansion_search(self.index.expansion_search());
+        self.index = loaded;
+        Ok(())
+    }
+
+    /// Whether the index is still a read-only view of its file.
+    #[cfg(test)]
+    pub(crate) fn is_view(&self) -> bool {
+        self.viewed.is_some()
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -145,6 +192,7 @@ impl VectorIndex {
                 got: vector.len(),
             });
         }
+        self.make_writable()?;
         if self.index.size() + 1 > self.index.capacity() {
             let grown = (self.index.capacity() * 2).max(1024);
             self.index
@@ -155,6 +203,7 @@ impl VectorIndex {
     }
 
     pub(crate) fn remove(&mut self, key: u64) -> Result<(), StoreError> {
+        self.make_writable()?;
         self.index.remove(key).map_err(usearch_error)?;
         Ok(())
     }
@@ -244,6 +293,75 @@ mod tests {
             .search(&unit(&[1.0, 0.1, 0.0]), 3, |k| k != 1)
             .unwrap();
         assert_eq!(filtered[0].0, 2);
+    }
+
+    #[test]
+    fn a_saved_index_opens_as_a_view_that_answers_like_the_original_and_changes_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.usearch");
+        let mut original = VectorIndex::new(8).unwrap();
+        let vectors: Vec<Vec<f32>> = (0..300u64)
+            .map(|k| {
+                // Distinct pseudo-random directions (a multiplicative hash per component).
+                let v: Vec<f32> = (0..8u64)
+                    .map(|d| ((k * 8 + d + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as f32)
+                    .map(|x| x / (1u64 << 24) as f32 - 0.5)
+                    .collect();
+                unit(&v)
+            })
+            .collect();
+        for (k, v) in vectors.iter().enumerate() {
+            original.add(k as u64, v).unwrap();
+        }
+        let stamp = IndexStamp {
+            model_id: "m".into(),
+            generation: 1,
+            size: vectors.len(),
+        };
+        original.save(&path, &stamp).unwrap();
+        let mut view = VectorIndex::load_if_current(&path, 8, &stamp)
+            .unwrap()
+            .expect("a current index");
+        assert!(view.is_view());
+        // Searches from many threads at once, as the server's readers do.
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let (view, original, vectors) = (&view, &original, &vectors);
+                s.spawn(move || {
+                    for q in vectors.iter().skip(t).step_by(8) {
+                        assert_eq!(
+                            view.search(q, 5, |_| true).unwrap(),
+                            original.search(q, 5, |_| true).unwrap()
+                        );
+                    }
+                });
+            }
+        });
+        // The first change reads the file into memory; the view's answers stay.
+        view.remove(3).unwrap();
+        assert!(!view.is_view());
+        view.add(1000, &vectors[3]).unwrap();
+        assert_eq!(view.len(), vectors.len());
+        let best = view.search(&vectors[3], 1, |_| true).unwrap();
+        assert_eq!(best[0].0, 1000);
+        assert!(view
+            .search(&vectors[3], 300, |_| true)
+            .unwrap()
+            .iter()
+            .all(|h| h.0 != 3));
+        // Saving over the viewed file works, and the saved index is what changed.
+        let changed = IndexStamp {
+            generation: 2,
+            ..stamp
+        };
+        view.save(&path, &changed).unwrap();
+        let reopened = VectorIndex::load_if_current(&path, 8, &changed)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            reopened.search(&vectors[3], 1, |_| true).unwrap()[0].0,
+            1000
+        );
     }
 
     #[test]
