@@ -230,9 +230,14 @@ impl VectorIndex {
             .collect())
     }
 
-    /// Saves atomically: a reader never sees a half-written index or a stale stamp.
+    /// Saves atomically: a reader never sees a half-written index or a stale stamp. A
+    /// view of `path` itself is unchanged by definition (a change reads it into memory
+    /// first), so only its stamp is written.
     pub(crate) fn save(&self, path: &Path, stamp: &IndexStamp) -> Result<(), StoreError> {
         let stamp_path = stamp_path(path);
+        if self.viewed.as_deref() == Some(path) {
+            return write_stamp(&stamp_path, stamp, path);
+        }
         // Remove the stamp first: a crash between the two renames leaves no stamp, which
         // means "rebuild", never "trust a mismatched index".
         match std::fs::remove_file(&stamp_path) {
@@ -246,17 +251,22 @@ impl VectorIndex {
             .map_err(usearch_error)?;
         File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, path)?;
-        let stamp_tmp = with_suffix(&stamp_path, ".tmp");
-        let mut f = File::create(&stamp_tmp)?;
-        f.write_all(serde_json::to_string(stamp)?.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&stamp_tmp, &stamp_path)?;
-        if let Some(dir) = path.parent() {
-            // Make the renames durable too.
-            File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+        write_stamp(&stamp_path, stamp, path)
     }
+}
+
+/// Writes `stamp` next to the index at `path` (temp file, fsync, rename, directory sync).
+fn write_stamp(stamp_path: &Path, stamp: &IndexStamp, path: &Path) -> Result<(), StoreError> {
+    let stamp_tmp = with_suffix(stamp_path, ".tmp");
+    let mut f = File::create(&stamp_tmp)?;
+    f.write_all(serde_json::to_string(stamp)?.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&stamp_tmp, stamp_path)?;
+    if let Some(dir) = path.parent() {
+        // Make the renames durable too.
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
@@ -323,6 +333,15 @@ mod tests {
             .unwrap()
             .expect("a current index");
         assert!(view.is_view());
+        // Saving an unchanged view under a newer stamp keeps the file and moves the stamp.
+        let bumped = IndexStamp {
+            generation: 2,
+            ..stamp.clone()
+        };
+        view.save(&path, &bumped).unwrap();
+        assert!(VectorIndex::load_if_current(&path, 8, &bumped)
+            .unwrap()
+            .is_some());
         // Searches from many threads at once, as the server's readers do.
         std::thread::scope(|s| {
             for t in 0..8 {
@@ -351,7 +370,7 @@ mod tests {
             .all(|h| h.0 != 3));
         // Saving over the viewed file works, and the saved index is what changed.
         let changed = IndexStamp {
-            generation: 2,
+            generation: 3,
             ..stamp
         };
         view.save(&path, &changed).unwrap();
