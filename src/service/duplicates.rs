@@ -395,7 +395,7 @@ impl Service {
             vector.to_vec(),
         );
         let candidates = self.best_windows(&[vector.to_vec()], CHECK_CANDIDATES, |m| {
-            m.digest_id != story.digest_id
+            *m.digest_id != *story.digest_id
         })?;
         // Names and numbers of the draft, for pairs across languages.
         let latin = crate::lexical::latin_terms(&story.text);

@@ -187,7 +187,14 @@ impl Service {
                     .ranked_windows(&[vector.to_vec()], k.get(), |m| range.contains_day(m.day))?;
                 let hits = ranked
                     .into_iter()
-                    .map(|r| (r.hit.meta.story_id.clone(), r.adjusted, Some(r.hit), None))
+                    .map(|r| {
+                        (
+                            r.hit.meta.story_id.to_string(),
+                            r.adjusted,
+                            Some(r.hit),
+                            None,
+                        )
+                    })
                     .collect();
                 self.hydrate(hits, Some(query.as_str()), None)
             }
@@ -244,7 +251,7 @@ impl Service {
                 1.0 / (r.rrf_k + rank as f32 + 1.0)
             };
             fused.insert(
-                ranked.hit.meta.story_id.clone(),
+                ranked.hit.meta.story_id.to_string(),
                 Fused {
                     score,
                     window: Some(ranked.hit),
@@ -334,13 +341,20 @@ impl Service {
         let digest_id = first.digest_id.clone();
         let queries: Vec<Vec<f32>> = windows.into_iter().map(|(_, v)| v).collect();
         let ranked = self.ranked_windows(&queries, k.get(), |m| {
-            m.story_id != id
+            &*m.story_id != id
                 && (!other_digests_only || m.digest_id != digest_id)
                 && range.contains_day(m.day)
         })?;
         let hits = ranked
             .into_iter()
-            .map(|r| (r.hit.meta.story_id.clone(), r.adjusted, Some(r.hit), None))
+            .map(|r| {
+                (
+                    r.hit.meta.story_id.to_string(),
+                    r.adjusted,
+                    Some(r.hit),
+                    None,
+                )
+            })
             .collect();
         self.hydrate(hits, None, None)
     }
@@ -381,10 +395,10 @@ impl Service {
                     } else {
                         hit.score - penalty
                     };
-                    match best.get(&hit.meta.story_id) {
+                    match best.get(&*hit.meta.story_id) {
                         Some(b) if b.adjusted >= adjusted => {}
                         _ => {
-                            best.insert(hit.meta.story_id.clone(), Ranked { hit, adjusted });
+                            best.insert(hit.meta.story_id.to_string(), Ranked { hit, adjusted });
                         }
                     }
                 }

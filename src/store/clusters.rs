@@ -141,16 +141,16 @@ impl Store {
         for story in &todo {
             let key = story.key();
             let earlier = |m: &WindowMeta| {
-                m.story_id != story.id
-                    && m.digest_id != story.item.digest
-                    && (m.ts, m.story_id.as_str()) < key
+                *m.story_id != *story.id
+                    && *m.digest_id != *story.item.digest
+                    && (m.ts, &*m.story_id) < key
             };
             let mut candidates: BTreeSet<String> = index
                 .search(&story.item.vector, CANDIDATE_WINDOWS, |k| {
                     catalog.get(&k).is_some_and(earlier)
                 })?
                 .into_iter()
-                .filter_map(|(k, _)| catalog.get(&k).map(|m| m.story_id.clone()))
+                .filter_map(|(k, _)| catalog.get(&k).map(|m| m.story_id.to_string()))
                 .collect();
             candidates.extend(
                 unindexed

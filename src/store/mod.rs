@@ -14,7 +14,7 @@ mod lock;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use time::format_description::well_known::Rfc3339;
@@ -66,8 +66,10 @@ pub enum StoreError {
 /// What the catalog knows about one window key, enough to filter a search without SQL.
 #[derive(Debug, Clone)]
 pub struct WindowMeta {
-    pub story_id: String,
-    pub digest_id: String,
+    /// Shared by the story's windows (and the digest's, for `digest_id`): a million
+    /// windows cost a million strings less to load.
+    pub story_id: Arc<str>,
+    pub digest_id: Arc<str>,
     /// The story's publication date in its own offset, as `YYYYMMDD`.
     pub day: Option<u32>,
     /// Unix seconds of publication (undated: before everything); with the story id, the
@@ -467,8 +469,8 @@ impl Store {
                     ],
                 )?;
                 let meta = WindowMeta {
-                    story_id: s.id.clone(),
-                    digest_id: s.digest_id.clone(),
+                    story_id: s.id.as_str().into(),
+                    digest_id: s.digest_id.as_str().into(),
                     day: s.published.map(day_of),
                     ts,
                     start: w.start,
@@ -697,8 +699,8 @@ impl Store {
         for row in rows {
             let (start, end, blob, digest_id, day, ts) = row?;
             let meta = WindowMeta {
-                story_id: id.to_owned(),
-                digest_id,
+                story_id: id.into(),
+                digest_id: digest_id.into(),
                 day,
                 ts: ts.unwrap_or(UNDATED_TS),
                 start: start as usize,
@@ -1039,22 +1041,43 @@ fn window_keys(conn: &Connection, story_id: &str) -> Result<Vec<u64>, StoreError
         .collect::<Result<_, _>>()?)
 }
 
-/// Every window's [`WindowMeta`]. The map is sized from the count first: growing it
-/// rehashed a million entries several times (a third of the catalog's time).
+/// Every window's [`WindowMeta`]. The map is sized from the count first (growing it
+/// rehashed a million entries several times), and ids are shared: a story's windows
+/// come one after another, and a digest's ids repeat.
 fn load_catalog(conn: &Connection) -> Result<HashMap<u64, WindowMeta>, StoreError> {
     let windows: i64 = conn.query_row("SELECT COUNT(*) FROM windows", [], |r| r.get(0))?;
     let mut catalog = HashMap::with_capacity(windows.max(0) as usize);
+    let mut digests: HashMap<String, Arc<str>> = HashMap::new();
+    let mut last_story: Option<Arc<str>> = None;
     let mut stmt = conn.prepare(
         "SELECT w.key, w.story_id, s.digest_id, s.day, w.start, w.end, s.ts
          FROM windows w JOIN stories s ON s.id = w.story_id",
     )?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
+        let story = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+        let story_id = match &last_story {
+            Some(last) if &**last == story => Arc::clone(last),
+            _ => {
+                let id: Arc<str> = Arc::from(story);
+                last_story = Some(Arc::clone(&id));
+                id
+            }
+        };
+        let digest = r.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
+        let digest_id = match digests.get(digest) {
+            Some(id) => Arc::clone(id),
+            None => {
+                let id: Arc<str> = Arc::from(digest);
+                digests.insert(digest.to_owned(), Arc::clone(&id));
+                id
+            }
+        };
         catalog.insert(
             r.get::<_, i64>(0)? as u64,
             WindowMeta {
-                story_id: r.get(1)?,
-                digest_id: r.get(2)?,
+                story_id,
+                digest_id,
                 day: r.get(3)?,
                 ts: r.get::<_, Option<i64>>(6)?.unwrap_or(UNDATED_TS),
                 start: r.get::<_, i64>(4)? as usize,
