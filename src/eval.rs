@@ -500,6 +500,12 @@ pub fn sweep_variants(base: Ranking) -> Vec<(String, Ranking)> {
             },
         ));
     }
+    for candidates in [20, 30, 100] {
+        out.push((
+            format!("candidates={candidates}"),
+            Ranking { candidates, ..base },
+        ));
+    }
     for rrf_k in [10.0, 20.0, 30.0, 60.0] {
         for lexical_weight in [0.3, 0.5, 0.7, 1.0] {
             out.push((
