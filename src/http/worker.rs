@@ -269,17 +269,34 @@ impl EmbedWorker {
     }
 }
 
-/// Embeds the texts whose callers still wait, in one call, and answers each.
+/// Embeds the texts whose callers still wait, in one call, and answers each. If the
+/// batched call panics, each text is tried alone, so one bad query fails only itself.
 fn embed_texts(encoder: &dyn Encoder, texts: Vec<QueryText>) {
     let texts: Vec<QueryText> = texts.into_iter().filter(|t| !t.reply.is_closed()).collect();
     if texts.is_empty() {
         return;
     }
     let strs: Vec<&str> = texts.iter().map(|t| t.text.as_str()).collect();
-    let vectors = encoder.embed_queries(&strs);
-    assert_eq!(vectors.len(), texts.len(), "one vector per query text");
-    for (t, v) in texts.into_iter().zip(vectors) {
-        let _ = t.reply.send(v);
+    let together = catch_unwind(AssertUnwindSafe(|| encoder.embed_queries(&strs)));
+    match together {
+        Ok(vectors) if vectors.len() == texts.len() => {
+            for (t, v) in texts.into_iter().zip(vectors) {
+                let _ = t.reply.send(v);
+            }
+        }
+        _ if texts.len() > 1 => {
+            tracing::error!(
+                texts = texts.len(),
+                "a batched query call failed; retrying one by one"
+            );
+            for t in texts {
+                // A text that panics alone drops its reply: its caller sees `Stopped`.
+                if let Ok(v) = catch_unwind(AssertUnwindSafe(|| encoder.embed_query(&t.text))) {
+                    let _ = t.reply.send(v);
+                }
+            }
+        }
+        _ => tracing::error!("a query embedding panicked"),
     }
 }
 
@@ -535,6 +552,51 @@ mod tests {
             [4, 2],
             "six waiting, batches of four"
         );
+    }
+
+    /// Panics on the text "boom", alone or in a batch.
+    struct Fragile(FakeEncoder);
+
+    impl Encoder for Fragile {
+        fn model_id(&self) -> &str {
+            self.0.model_id()
+        }
+        fn dimension(&self) -> usize {
+            self.0.dimension()
+        }
+        fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+            assert_ne!(text, "boom", "a bad query");
+            self.0.embed_query(text)
+        }
+        fn embed_queries(&self, texts: &[&str]) -> Vec<Result<Vec<f32>, EmbedError>> {
+            texts.iter().map(|t| self.embed_query(t)).collect()
+        }
+        fn embed_passages(&self, texts: &[&str]) -> Result<Vec<Vec<Window>>, EmbedError> {
+            self.0.embed_passages(texts)
+        }
+        fn count_tokens(&self, text: &str) -> Result<usize, EmbedError> {
+            self.0.count_tokens(text)
+        }
+    }
+
+    #[test]
+    fn a_query_that_panics_in_a_batch_fails_alone() {
+        let encoder = Fragile(FakeEncoder::new(8));
+        let mut answers = Vec::new();
+        let texts = ["one", "boom", "three"].map(|text| {
+            let (reply, answer) = oneshot::channel();
+            answers.push(answer);
+            QueryText {
+                text: text.to_owned(),
+                reply,
+            }
+        });
+        embed_texts(&encoder, texts.into());
+        let got: Vec<bool> = answers
+            .into_iter()
+            .map(|mut a| matches!(a.try_recv(), Ok(Ok(_))))
+            .collect();
+        assert_eq!(got, [true, false, true]);
     }
 
     #[test]
