@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::cluster::{canonical_url, pair_score, Item, Params};
+use crate::cluster::{pair_score, Item, Params};
 use crate::domain::{DateRange, QueryText, TopK};
 use crate::embed::mean_unit_vector;
 use crate::service::{Ranking, SearchMode, Service, ServiceError};
@@ -319,15 +319,7 @@ pub fn score_distributions(
         .store()
         .story_vectors()
         .map_err(ServiceError::from)?;
-    let stored_items: Vec<Item> = stored
-        .iter()
-        .map(|s| Item {
-            digest: s.digest_id.clone(),
-            time: s.published.map(|t| t.unix_timestamp()),
-            url: s.url.as_deref().map(canonical_url),
-            vector: s.vector.clone(),
-        })
-        .collect();
+    let stored_items: Vec<Item> = stored.iter().map(crate::service::story_item).collect();
     let posts: Vec<&Post> = posts
         .iter()
         .filter(|p| split.is_none_or(|s| p.split == s))
@@ -341,12 +333,12 @@ pub fn score_distributions(
             .encoder()
             .embed_passages(&[story.text.as_str()])
             .map_err(ServiceError::from)?;
-        post_items.push(Item {
-            digest: format!("post-{}", p.id),
-            time: story.published.map(|t| t.unix_timestamp()),
-            url: story.url.as_deref().map(canonical_url),
-            vector: mean_unit_vector(windows[0].iter().map(|w| w.vector.as_slice())),
-        });
+        post_items.push(crate::service::cluster_item(
+            &format!("post-{}", p.id),
+            story.published,
+            story.url.as_deref(),
+            mean_unit_vector(windows[0].iter().map(|w| w.vector.as_slice())),
+        ));
     }
     let score =
         |a: &Item, b: &Item| pair_score(a, b, crate::cluster::dot(&a.vector, &b.vector), &params);
@@ -731,12 +723,12 @@ pub fn candidate_signals(
             .embed_passages(&[story.text.as_str()])
             .map_err(ServiceError::from)?;
         let vector = mean_unit_vector(windows[0].iter().map(|w| w.vector.as_slice()));
-        let draft = Item {
-            digest: "post".into(),
-            time: story.published.map(|t| t.unix_timestamp()),
-            url: story.url.as_deref().map(canonical_url),
-            vector: vector.clone(),
-        };
+        let draft = crate::service::cluster_item(
+            "post",
+            story.published,
+            story.url.as_deref(),
+            vector.clone(),
+        );
         let lexical = service
             .store()
             .search_lexical(&story.text, 50, DateRange::ALL, None)
@@ -756,12 +748,7 @@ pub fn candidate_signals(
                 _ => true,
             })
             .map(|(i, s)| {
-                let item = Item {
-                    digest: s.digest_id.clone(),
-                    time: s.published.map(|t| t.unix_timestamp()),
-                    url: s.url.as_deref().map(canonical_url),
-                    vector: s.vector.clone(),
-                };
+                let item = crate::service::story_item(s);
                 let cos = crate::cluster::dot(&vector, &s.vector);
                 (i, pair_score(&draft, &item, cos, &params), cos)
             })

@@ -493,7 +493,7 @@ pub(crate) fn cross_language_bonus(
         + headline_names.map_or(0.0, |f| tuning.cross_language_name_weight * (f - 0.5))
 }
 
-fn to_item(s: &StoryVector) -> Item {
+pub(crate) fn to_item(s: &StoryVector) -> Item {
     item(
         &s.digest_id,
         s.published,
@@ -503,7 +503,7 @@ fn to_item(s: &StoryVector) -> Item {
 }
 
 /// A story as clustering sees it: its digest, time, canonical link and vector.
-fn item(
+pub(crate) fn item(
     digest: &str,
     published: Option<OffsetDateTime>,
     url: Option<&str>,
