@@ -402,13 +402,16 @@ mod tests {
                 .expect("read the fixture"),
         )
         .expect("parse the fixture");
-        let passages: Vec<&str> = fixture["items"]
-            .as_array()
-            .expect("items")
-            .iter()
-            .filter(|i| i["kind"] == "passage")
-            .map(|i| i["text"].as_str().expect("text"))
-            .collect();
+        let texts = |kind: &str| -> Vec<&str> {
+            fixture["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .filter(|i| i["kind"] == kind)
+                .map(|i| i["text"].as_str().expect("text"))
+                .collect()
+        };
+        let passages = texts("passage");
         let (a, b) = (
             bf16.embed_passages(&passages).unwrap(),
             f32.embed_passages(&passages).unwrap(),
@@ -425,13 +428,7 @@ mod tests {
             worst >= 0.999,
             "bf16 passages drift from f32: min cosine {worst}"
         );
-        let queries: Vec<&str> = fixture["items"]
-            .as_array()
-            .expect("items")
-            .iter()
-            .filter(|i| i["kind"] == "query")
-            .map(|i| i["text"].as_str().expect("text"))
-            .collect();
+        let queries = texts("query");
         assert!(!queries.is_empty(), "the fixture has queries");
         for q in queries {
             let (a, b) = (bf16.embed_query(q).unwrap(), f32.embed_query(q).unwrap());

@@ -5,7 +5,8 @@
 //! not. Must not: be used for real search; it knows nothing of meaning, only of shared
 //! surface forms.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use super::{normalize, EmbedError, Encoder, Window};
@@ -13,12 +14,17 @@ use super::{normalize, EmbedError, Encoder, Window};
 /// Hashes words and CJK bigrams into a unit vector: no model files, same output every run.
 ///
 /// [`FakeEncoder::set_delay`] makes every call sleep, so a test can fill the embedding
-/// queue of the HTTP server and watch it answer 503.
+/// queue of the HTTP server and watch it answer 503; it also counts what it was asked
+/// ([`FakeEncoder::query_batches`], [`FakeEncoder::passages_embedded`]) and can be told
+/// to panic on one text ([`FakeEncoder::with_panic_on`]).
 #[derive(Debug)]
 pub struct FakeEncoder {
     model_id: String,
     dimension: usize,
     delay_micros: AtomicU64,
+    query_batches: Mutex<Vec<usize>>,
+    passages: AtomicUsize,
+    panic_on: Option<String>,
 }
 
 impl Default for FakeEncoder {
@@ -36,7 +42,29 @@ impl FakeEncoder {
             model_id: format!("fake-hash-{dimension}"),
             dimension,
             delay_micros: AtomicU64::new(0),
+            query_batches: Mutex::new(Vec::new()),
+            passages: AtomicUsize::new(0),
+            panic_on: None,
         }
+    }
+
+    /// Makes every query call that sees `text` panic (a model bug, for tests).
+    pub fn with_panic_on(mut self, text: &str) -> Self {
+        self.panic_on = Some(text.to_owned());
+        self
+    }
+
+    /// How many texts each [`Encoder::embed_queries`] call got, in order.
+    pub fn query_batches(&self) -> Vec<usize> {
+        self.query_batches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Passages embedded so far.
+    pub fn passages_embedded(&self) -> usize {
+        self.passages.load(Ordering::Relaxed)
     }
 
     /// Makes each later `embed_*` call sleep this long first (zero turns it off).
@@ -91,12 +119,25 @@ impl Encoder for FakeEncoder {
     }
 
     fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        assert!(
+            self.panic_on.as_deref() != Some(text),
+            "the fake encoder was told to panic on {text:?}"
+        );
         self.pause();
         Ok(self.vector(text)?.0)
     }
 
+    fn embed_queries(&self, texts: &[&str]) -> Vec<Result<Vec<f32>, EmbedError>> {
+        self.query_batches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(texts.len());
+        texts.iter().map(|t| self.embed_query(t)).collect()
+    }
+
     fn embed_passages(&self, texts: &[&str]) -> Result<Vec<Vec<Window>>, EmbedError> {
         self.pause();
+        self.passages.fetch_add(texts.len(), Ordering::Relaxed);
         texts
             .iter()
             .map(|text| {

@@ -467,40 +467,9 @@ mod tests {
         }
     }
 
-    /// Counts how many texts each `embed_queries` call got.
-    struct Recording {
-        inner: FakeEncoder,
-        batches: Mutex<Vec<usize>>,
-    }
-
-    impl Encoder for Recording {
-        fn model_id(&self) -> &str {
-            self.inner.model_id()
-        }
-        fn dimension(&self) -> usize {
-            self.inner.dimension()
-        }
-        fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
-            self.inner.embed_query(text)
-        }
-        fn embed_queries(&self, texts: &[&str]) -> Vec<Result<Vec<f32>, EmbedError>> {
-            self.batches.lock().unwrap().push(texts.len());
-            self.inner.embed_queries(texts)
-        }
-        fn embed_passages(&self, texts: &[&str]) -> Result<Vec<Vec<Window>>, EmbedError> {
-            self.inner.embed_passages(texts)
-        }
-        fn count_tokens(&self, text: &str) -> Result<usize, EmbedError> {
-            self.inner.count_tokens(text)
-        }
-    }
-
     #[tokio::test]
     async fn queries_that_wait_together_are_embedded_in_one_call_up_to_the_batch_size() {
-        let encoder = Arc::new(Recording {
-            inner: FakeEncoder::new(8),
-            batches: Mutex::new(Vec::new()),
-        });
+        let encoder = Arc::new(FakeEncoder::new(8));
         // One thread, held by a job until the test lets it go, so that the queries queue.
         let worker = EmbedWorker::spawn(
             Arc::clone(&encoder) as Arc<dyn Encoder>,
@@ -548,40 +517,15 @@ mod tests {
             assert_eq!(vector, fake.embed_query(t).unwrap(), "{t}: its own vector");
         }
         assert_eq!(
-            *encoder.batches.lock().unwrap(),
+            encoder.query_batches(),
             [4, 2],
             "six waiting, batches of four"
         );
     }
 
-    /// Panics on the text "boom", alone or in a batch.
-    struct Fragile(FakeEncoder);
-
-    impl Encoder for Fragile {
-        fn model_id(&self) -> &str {
-            self.0.model_id()
-        }
-        fn dimension(&self) -> usize {
-            self.0.dimension()
-        }
-        fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
-            assert_ne!(text, "boom", "a bad query");
-            self.0.embed_query(text)
-        }
-        fn embed_queries(&self, texts: &[&str]) -> Vec<Result<Vec<f32>, EmbedError>> {
-            texts.iter().map(|t| self.embed_query(t)).collect()
-        }
-        fn embed_passages(&self, texts: &[&str]) -> Result<Vec<Vec<Window>>, EmbedError> {
-            self.0.embed_passages(texts)
-        }
-        fn count_tokens(&self, text: &str) -> Result<usize, EmbedError> {
-            self.0.count_tokens(text)
-        }
-    }
-
     #[test]
     fn a_query_that_panics_in_a_batch_fails_alone() {
-        let encoder = Fragile(FakeEncoder::new(8));
+        let encoder = FakeEncoder::new(8).with_panic_on("boom");
         let mut answers = Vec::new();
         let texts = ["one", "boom", "three"].map(|text| {
             let (reply, answer) = oneshot::channel();

@@ -543,40 +543,14 @@ fn describe(mut members: Vec<(StoredStory, f32)>) -> DuplicateCluster {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
     use super::*;
     use crate::embed::fake::FakeEncoder;
-    use crate::embed::{EmbedError, Encoder};
+    use crate::embed::Encoder;
     use crate::store::Store;
 
     /// The fake encoder, counting the passages it embeds.
-    #[derive(Default)]
-    struct Counting {
-        inner: FakeEncoder,
-        passages: AtomicUsize,
-    }
-
-    impl Encoder for Counting {
-        fn model_id(&self) -> &str {
-            self.inner.model_id()
-        }
-        fn dimension(&self) -> usize {
-            self.inner.dimension()
-        }
-        fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
-            self.inner.embed_query(text)
-        }
-        fn embed_passages(&self, texts: &[&str]) -> Result<Vec<Vec<Window>>, EmbedError> {
-            self.passages.fetch_add(texts.len(), Ordering::Relaxed);
-            self.inner.embed_passages(texts)
-        }
-        fn count_tokens(&self, text: &str) -> Result<usize, EmbedError> {
-            self.inner.count_tokens(text)
-        }
-    }
-
     fn digest(date: &str, items: &[&str]) -> String {
         let mut out = format!("---\ntitle: \"t\"\ndate: {date}\n---\n\n");
         for (i, text) in items.iter().enumerate() {
@@ -591,7 +565,7 @@ mod tests {
     #[test]
     fn a_checked_ingest_embeds_each_story_once_and_never_covers_itself() {
         let dir = tempfile::tempdir().unwrap();
-        let encoder = Arc::new(Counting::default());
+        let encoder = Arc::new(FakeEncoder::default());
         let store = Store::open(dir.path(), encoder.model_id(), encoder.dimension()).unwrap();
         let service = Service::new(Arc::new(store), encoder.clone(), 0.9);
         let first = digest(
@@ -602,14 +576,14 @@ mod tests {
             ],
         );
         let checked = service.ingest_text_checked("first", &first).unwrap();
-        assert_eq!(encoder.passages.load(Ordering::Relaxed), 2);
+        assert_eq!(encoder.passages_embedded(), 2);
         assert_eq!(checked.report.new, 2);
         assert_eq!(checked.previous_coverage, vec![Vec::new(), Vec::new()]);
 
         // The same digest again: stored vectors are reused, and its own stories (now
         // stored, identical) are not earlier coverage.
         let again = service.ingest_text_checked("first", &first).unwrap();
-        assert_eq!(encoder.passages.load(Ordering::Relaxed), 2);
+        assert_eq!(encoder.passages_embedded(), 2);
         assert_eq!(again.report.unchanged, 2);
         assert_eq!(again.previous_coverage, vec![Vec::new(), Vec::new()]);
 
@@ -619,7 +593,7 @@ mod tests {
             &["Atlas robot enters the car factory"],
         );
         let checked = service.ingest_text_checked("second", &second).unwrap();
-        assert_eq!(encoder.passages.load(Ordering::Relaxed), 3);
+        assert_eq!(encoder.passages_embedded(), 3);
         let found: Vec<&str> = checked.previous_coverage[0]
             .iter()
             .map(|c| c.story.id.as_str())
