@@ -244,7 +244,7 @@ impl Store {
         backfill_story_columns(&mut conn, dimension)?;
         ensure_lexical_index(&mut conn)?;
         let checked = opening.elapsed();
-        let catalog = load_catalog(&conn)?;
+        let catalog = load_catalog(&conn, &dir.join(DB_FILE))?;
         let catalogued = opening.elapsed();
         let store = Self {
             dir: dir.to_owned(),
@@ -1044,16 +1044,63 @@ fn window_keys(conn: &Connection, story_id: &str) -> Result<Vec<u64>, StoreError
 /// Every window's [`WindowMeta`]. The map is sized from the count first (growing it
 /// rehashed a million entries several times), and ids are shared: a story's windows
 /// come one after another, and a digest's ids repeat.
-fn load_catalog(conn: &Connection) -> Result<HashMap<u64, WindowMeta>, StoreError> {
-    let windows: i64 = conn.query_row("SELECT COUNT(*) FROM windows", [], |r| r.get(0))?;
-    let mut catalog = HashMap::with_capacity(windows.max(0) as usize);
+///
+/// A large store is read in two halves of the key range at once, the second through its
+/// own read-only connection to `db` (SQLite's join, not the map, is most of the time).
+fn load_catalog(conn: &Connection, db: &Path) -> Result<HashMap<u64, WindowMeta>, StoreError> {
+    // Below this many windows one thread reads them all.
+    load_catalog_split(conn, db, 100_000)
+}
+
+fn load_catalog_split(
+    conn: &Connection,
+    db: &Path,
+    split_at: i64,
+) -> Result<HashMap<u64, WindowMeta>, StoreError> {
+    let (low, high, windows): (Option<i64>, Option<i64>, i64) = conn.query_row(
+        "SELECT MIN(key), MAX(key), COUNT(*) FROM windows",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let (Some(low), Some(high)) = (low, high) else {
+        return Ok(HashMap::new());
+    };
+    let capacity = windows.max(0) as usize;
+    if windows < split_at {
+        return load_catalog_range(conn, low, high, capacity);
+    }
+    let middle = low + (high - low) / 2;
+    std::thread::scope(|scope| {
+        let upper = scope.spawn(move || {
+            let other =
+                Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            load_catalog_range(&other, middle + 1, high, capacity / 2)
+        });
+        let mut catalog = load_catalog_range(conn, low, middle, capacity)?;
+        let upper = upper
+            .join()
+            .map_err(|_| StoreError::Corrupt("reading the window catalog panicked".into()))??;
+        catalog.extend(upper);
+        Ok(catalog)
+    })
+}
+
+/// The windows with keys in `low..=high`, ids shared as [`load_catalog`] says.
+fn load_catalog_range(
+    conn: &Connection,
+    low: i64,
+    high: i64,
+    capacity: usize,
+) -> Result<HashMap<u64, WindowMeta>, StoreError> {
+    let mut catalog = HashMap::with_capacity(capacity);
     let mut digests: HashMap<String, Arc<str>> = HashMap::new();
     let mut last_story: Option<Arc<str>> = None;
     let mut stmt = conn.prepare(
         "SELECT w.key, w.story_id, s.digest_id, s.day, w.start, w.end, s.ts
-         FROM windows w JOIN stories s ON s.id = w.story_id",
+         FROM windows w JOIN stories s ON s.id = w.story_id
+         WHERE w.key BETWEEN ?1 AND ?2",
     )?;
-    let mut rows = stmt.query([])?;
+    let mut rows = stmt.query([low, high])?;
     while let Some(r) = rows.next()? {
         let story = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
         let story_id = match &last_story {
@@ -1140,6 +1187,53 @@ mod tests {
     fn day_uses_the_local_date_of_the_offset() {
         let t = OffsetDateTime::parse("2026-01-07T00:00:10+08:00", &Rfc3339).unwrap();
         assert_eq!(day_of(t), 20260107);
+    }
+
+    #[test]
+    fn the_catalog_read_in_two_halves_equals_the_catalog_read_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let encoder = std::sync::Arc::new(crate::embed::fake::FakeEncoder::new(8));
+        let model = crate::embed::Encoder::model_id(encoder.as_ref()).to_owned();
+        let store = std::sync::Arc::new(Store::open(dir.path(), &model, 8).unwrap());
+        let service = crate::service::Service::new(std::sync::Arc::clone(&store), encoder, 0.9);
+        for (day, items) in [
+            ("06", ["Atlas enters the factory", "Rubin ships"]),
+            ("07", ["Gemini Robotics", "GPT-5 review"]),
+        ] {
+            let mut text =
+                format!("---\ntitle: \"t\"\ndate: 2026-01-{day}T12:00:00+08:00\n---\n\n");
+            for (i, item) in items.iter().enumerate() {
+                text.push_str(&format!(
+                    "{}.  [{item}](https://example.com/{day}/{i})\n\n    {item}.\n\n",
+                    i + 1
+                ));
+            }
+            service.ingest_text(&format!("{day}.md"), &text).unwrap();
+        }
+        let conn = store.conn();
+        let db = dir.path().join(DB_FILE);
+        let flat = |c: HashMap<u64, WindowMeta>| {
+            let mut v: Vec<_> = c
+                .into_iter()
+                .map(|(k, m)| {
+                    (
+                        k,
+                        m.story_id.to_string(),
+                        m.digest_id.to_string(),
+                        m.day,
+                        m.ts,
+                        m.start,
+                        m.end,
+                    )
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        let whole = flat(load_catalog_split(&conn, &db, i64::MAX).unwrap());
+        let halves = flat(load_catalog_split(&conn, &db, 1).unwrap());
+        assert_eq!(whole.len(), 4);
+        assert_eq!(halves, whole);
     }
 
     #[test]
