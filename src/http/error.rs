@@ -113,6 +113,21 @@ impl ApiError {
     }
 }
 
+impl From<super::worker::WorkerError> for ApiError {
+    fn from(e: super::worker::WorkerError) -> Self {
+        match e {
+            super::worker::WorkerError::Full => Self::Overloaded,
+            e @ super::worker::WorkerError::Stopped => Self::internal(e),
+        }
+    }
+}
+
+impl From<EmbedError> for ApiError {
+    fn from(e: EmbedError) -> Self {
+        ServiceError::Embed(e).into()
+    }
+}
+
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         match e {

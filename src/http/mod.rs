@@ -40,7 +40,7 @@ use crate::embed::{EmbedError, Encoder};
 use crate::service::{Service, ServiceError};
 use crate::store::Store;
 use metrics::Metrics;
-use worker::{EmbedWorker, QueuedEncoder, WorkerError};
+use worker::{EmbedWorker, QueuedEncoder};
 
 /// Settings of `storydex serve` (each also readable from a `STORYDEX_*` variable).
 #[derive(Debug, Clone, clap::Args)]
@@ -210,11 +210,7 @@ impl AppState {
     /// 503 `overloaded` when the queue is full.
     pub(crate) async fn embed_query(&self, text: String) -> Result<Vec<f32>, ApiError> {
         let worker = self.engine()?.worker.clone();
-        match worker.embed_query(text).await {
-            Ok(result) => result.map_err(|e| ServiceError::Embed(e).into()),
-            Err(WorkerError::Full) => Err(ApiError::Overloaded),
-            Err(e @ WorkerError::Stopped) => Err(ApiError::internal(e)),
-        }
+        Ok(worker.embed_query(text).await??)
     }
 
     /// Runs a model call over a batch of passages (a draft being checked) on the
@@ -225,11 +221,7 @@ impl AppState {
         f: impl FnOnce(&dyn Encoder) -> Result<T, EmbedError> + Send + 'static,
     ) -> Result<T, ApiError> {
         let worker = self.engine()?.worker.clone();
-        match worker.run(f).await {
-            Ok(result) => result.map_err(|e| ServiceError::Embed(e).into()),
-            Err(WorkerError::Full) => Err(ApiError::Overloaded),
-            Err(e @ WorkerError::Stopped) => Err(ApiError::internal(e)),
-        }
+        Ok(worker.run(f).await??)
     }
 
     /// Runs service code that only reads the store on a blocking thread.
