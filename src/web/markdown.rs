@@ -41,37 +41,12 @@ pub(crate) fn render(markdown: &str) -> String {
     let mut dropped: Vec<bool> = Vec::new();
     let events = Parser::new_ext(markdown, options).filter_map(|event| match event {
         Event::Html(raw) | Event::InlineHtml(raw) => Some(Event::Text(raw)),
-        Event::Start(Tag::Link {
-            link_type,
-            dest_url,
-            title,
-            id,
-        }) => {
-            let safe = safe_url(&dest_url).is_some();
+        Event::Start(Tag::Link { ref dest_url, .. } | Tag::Image { ref dest_url, .. }) => {
+            let safe = safe_url(dest_url).is_some();
             dropped.push(!safe);
-            safe.then_some(Event::Start(Tag::Link {
-                link_type,
-                dest_url,
-                title,
-                id,
-            }))
-        }
-        Event::Start(Tag::Image {
-            link_type,
-            dest_url,
-            title,
-            id,
-        }) => {
-            let safe = safe_url(&dest_url).is_some();
-            dropped.push(!safe);
-            // The alt text arrives as the image's inner events; without the tag it is
-            // plain text.
-            safe.then_some(Event::Start(Tag::Image {
-                link_type,
-                dest_url,
-                title,
-                id,
-            }))
+            // A dropped link's text, and a dropped image's alt text, arrive as the inner
+            // events: without the tag they are plain text.
+            safe.then_some(event)
         }
         Event::End(end @ (TagEnd::Link | TagEnd::Image)) => {
             let was_dropped = dropped.pop().unwrap_or(false);
