@@ -71,6 +71,27 @@ pub(crate) async fn spawn_app() -> TestApp {
     spawn_app_with(AppOptions::default()).await
 }
 
+/// A ready app over the sample with these settings.
+pub(crate) async fn spawn_app_with_settings(settings: ServeSettings) -> TestApp {
+    spawn_app_with(AppOptions {
+        settings,
+        ready: true,
+    })
+    .await
+}
+
+/// A ready app whose embedding queue holds one job and whose model calls each take
+/// `delay`: a handful of concurrent searches fills it.
+pub(crate) async fn spawn_app_with_a_slow_queue_of_one(delay: std::time::Duration) -> TestApp {
+    let app = spawn_app_with_settings(ServeSettings {
+        queue: 1,
+        ..ServeSettings::default()
+    })
+    .await;
+    app.encoder.set_delay(delay);
+    app
+}
+
 pub(crate) async fn spawn_app_with(options: AppOptions) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let encoder = Arc::new(FakeEncoder::default());

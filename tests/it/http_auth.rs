@@ -10,16 +10,13 @@ use storydex::http::{router, AppState, ServeSettings};
 use storydex::store::Store;
 use tower::ServiceExt;
 
-use crate::helpers::{assert_error, make_digest, spawn_app_with, AppOptions};
+use crate::helpers::{assert_error, make_digest, spawn_app_with_settings};
 
 #[tokio::test]
 async fn writes_need_the_bearer_key_when_one_is_set() {
-    let app = spawn_app_with(AppOptions {
-        settings: ServeSettings {
-            api_key: Some("s3cret-key".into()),
-            ..ServeSettings::default()
-        },
-        ready: true,
+    let app = spawn_app_with_settings(ServeSettings {
+        api_key: Some("s3cret-key".into()),
+        ..ServeSettings::default()
     })
     .await;
     let digest = make_digest("2026-02-03T08:00:00+08:00", "platypus", 2);
@@ -74,12 +71,9 @@ async fn writes_need_the_bearer_key_when_one_is_set() {
 
 #[tokio::test]
 async fn auth_is_checked_before_the_content_type() {
-    let app = spawn_app_with(AppOptions {
-        settings: ServeSettings {
-            api_key: Some("k".into()),
-            ..ServeSettings::default()
-        },
-        ready: true,
+    let app = spawn_app_with_settings(ServeSettings {
+        api_key: Some("k".into()),
+        ..ServeSettings::default()
     })
     .await;
     let response = app

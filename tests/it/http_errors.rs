@@ -3,7 +3,7 @@
 use serde_json::json;
 use storydex::http::ServeSettings;
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with, AppOptions, ATLAS_STORY};
+use crate::helpers::{assert_error, spawn_app, spawn_app_with_settings, ATLAS_STORY};
 
 enum Body {
     None,
@@ -267,12 +267,9 @@ async fn a_digest_that_does_not_parse_is_422_naming_the_line() {
 
 #[tokio::test]
 async fn a_body_over_the_limit_is_413() {
-    let app = spawn_app_with(AppOptions {
-        settings: ServeSettings {
-            max_body: 1_024,
-            ..ServeSettings::default()
-        },
-        ready: true,
+    let app = spawn_app_with_settings(ServeSettings {
+        max_body: 1_024,
+        ..ServeSettings::default()
     })
     .await;
     let big = crate::helpers::make_digest("2026-03-02T08:00:00+08:00", "huge", 40);

@@ -3,22 +3,13 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use storydex::http::ServeSettings;
 use tokio::task::JoinSet;
 
-use crate::helpers::{assert_error, make_digest, spawn_app, spawn_app_with, AppOptions};
+use crate::helpers::{assert_error, make_digest, spawn_app, spawn_app_with_a_slow_queue_of_one};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_embedding_queue_answers_503_overloaded_with_retry_after() {
-    let app = spawn_app_with(AppOptions {
-        settings: ServeSettings {
-            queue: 1,
-            ..ServeSettings::default()
-        },
-        ready: true,
-    })
-    .await;
-    app.encoder.set_delay(Duration::from_millis(400));
+    let app = spawn_app_with_a_slow_queue_of_one(Duration::from_millis(400)).await;
     let mut requests = JoinSet::new();
     for i in 0..6 {
         let client = app.client.clone();
@@ -134,15 +125,7 @@ async fn shutdown_lets_an_in_flight_request_finish() {
 
 #[tokio::test]
 async fn reads_that_need_no_model_call_ignore_a_busy_queue() {
-    let app = spawn_app_with(AppOptions {
-        settings: ServeSettings {
-            queue: 1,
-            ..ServeSettings::default()
-        },
-        ready: true,
-    })
-    .await;
-    app.encoder.set_delay(Duration::from_millis(1_000));
+    let app = spawn_app_with_a_slow_queue_of_one(Duration::from_millis(1_000)).await;
     let busy = {
         let client = app.client.clone();
         let url = app.url("/v1/search?q=busy");

@@ -8,17 +8,17 @@ use reqwest::header::CONTENT_TYPE;
 use storydex::http::ServeSettings;
 use tokio::task::JoinSet;
 
-use crate::helpers::{make_digest, spawn_app, spawn_app_with, AppOptions, TestApp, ATLAS_STORY};
+use crate::helpers::{
+    make_digest, spawn_app, spawn_app_with_a_slow_queue_of_one, spawn_app_with_settings, TestApp,
+    ATLAS_STORY,
+};
 
 const KEY: &str = "page-test-key";
 
 async fn with_key() -> TestApp {
-    spawn_app_with(AppOptions {
-        settings: ServeSettings {
-            api_key: Some(KEY.to_owned()),
-            ..ServeSettings::default()
-        },
-        ready: true,
+    spawn_app_with_settings(ServeSettings {
+        api_key: Some(KEY.to_owned()),
+        ..ServeSettings::default()
     })
     .await
 }
@@ -121,15 +121,7 @@ async fn the_duplicates_page_defaults_to_the_last_week_of_the_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_model_queue_shows_busy_try_again() {
-    let app = spawn_app_with(AppOptions {
-        settings: ServeSettings {
-            queue: 1,
-            ..ServeSettings::default()
-        },
-        ready: true,
-    })
-    .await;
-    app.encoder.set_delay(Duration::from_millis(400));
+    let app = spawn_app_with_a_slow_queue_of_one(Duration::from_millis(400)).await;
     let mut requests = JoinSet::new();
     for i in 0..6 {
         let client = app.client.clone();
