@@ -123,18 +123,7 @@ fn analyze(text: &str, emit: &mut dyn FnMut(&str, bool)) {
             }
             Class::Word => {
                 let start = i;
-                // A joiner belongs to the word only between two word characters.
-                while i < folded.len() {
-                    match class(folded[i]) {
-                        Class::Word => i += 1,
-                        Class::Joiner
-                            if folded.get(i + 1).is_some_and(|&c| class(c) == Class::Word) =>
-                        {
-                            i += 1
-                        }
-                        _ => break,
-                    }
-                }
+                i = word_end(&folded, i);
                 word(&folded[start..i], emit);
             }
             Class::Joiner | Class::Other => i += 1,
@@ -144,7 +133,7 @@ fn analyze(text: &str, emit: &mut dyn FnMut(&str, bool)) {
 }
 
 /// Emits one term per amount written with a multiplier or thousands separators, as its
-/// value: `900万`, `9 million`, `9,000,000` and `9m` all become `n9000000`, so an
+/// value: `900万`, `9 million`, `9,000,000` and `9m` all become `_n9000000`, so an
 /// English query finds the Chinese story's figure (and the other way round). Plain
 /// numbers (`2026`, `16tb`) are already terms as written.
 fn amounts(chars: &[char], emit: &mut dyn FnMut(&str, bool)) {
@@ -250,6 +239,20 @@ fn multiplier(chars: &[char], at: usize) -> Option<(f64, usize)> {
     Some((m, end))
 }
 
+/// Where the word starting at `chars[start]` ends: word characters, and a joiner only
+/// between two of them (`gpt-5`, `qwen2.5`, but not the `-` of `AI -`).
+fn word_end(chars: &[char], start: usize) -> usize {
+    let mut i = start;
+    while i < chars.len() {
+        match class(chars[i]) {
+            Class::Word => i += 1,
+            Class::Joiner if chars.get(i + 1).is_some_and(|&c| class(c) == Class::Word) => i += 1,
+            _ => break,
+        }
+    }
+    i
+}
+
 fn cjk_bigrams(run: &[char], emit: &mut dyn FnMut(&str, bool)) {
     let mut buf = String::new();
     if run.len() == 1 {
@@ -353,15 +356,7 @@ pub fn headline_names(headline: &str) -> Vec<String> {
             continue;
         }
         let start = i;
-        while i < chars.len() {
-            match class(chars[i]) {
-                Class::Word => i += 1,
-                Class::Joiner if chars.get(i + 1).is_some_and(|&c| class(c) == Class::Word) => {
-                    i += 1
-                }
-                _ => break,
-            }
-        }
+        i = word_end(&chars, i);
         let word = &chars[start..i];
         // `Nvidia's` and `Nvidia’s`: the `s` after the apostrophe is no word of its own.
         if matches!(chars.get(i), Some('\'' | '\u{2019}'))
