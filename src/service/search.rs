@@ -362,8 +362,12 @@ impl Service {
     /// Window hits for `queries` as one best window per story, at most `k` stories,
     /// best first by the penalised cosine.
     ///
-    /// The index is asked for more windows than `k`; if grouping by story leaves fewer
-    /// than `k` stories the request is widened until the index has nothing more to give.
+    /// The index is asked for more windows than `k`, and widened until the `k`th story is
+    /// settled: no window left unfetched could beat it. A window the index did not return
+    /// scores at most the last one it did, and the deep-window penalty can lift a head
+    /// window from below that line above deep windows fetched before it, so `k` stories
+    /// among the fetched windows are not yet the best `k`. Settling widens to at most
+    /// `16k + 256` windows; finding `k` stories at all widens as far as the index goes.
     pub(super) fn best_windows(
         &self,
         queries: &[Vec<f32>],
@@ -385,11 +389,24 @@ impl Service {
     ) -> Result<Vec<Ranked>, ServiceError> {
         let penalty = self.ranking.deep_window_penalty;
         let total = self.store.window_count();
-        let mut want = (k * 4 + 16).min(total.max(1));
+        let settle_limit = k * 16 + 256;
+        let first = if self.store.searches_exactly() {
+            settle_limit
+        } else {
+            k * 4 + 16
+        };
+        let mut want = first.min(total.max(1));
         loop {
             let mut best: HashMap<String, Ranked> = HashMap::new();
+            // The best score an unfetched window could have, over all queries.
+            let mut unseen = f32::NEG_INFINITY;
             for q in queries {
-                for hit in self.store.search_windows(q, want, &keep)? {
+                let hits = self.store.search_windows(q, want, &keep)?;
+                if hits.len() >= want {
+                    let last = hits.iter().map(|h| h.score).fold(f32::INFINITY, f32::min);
+                    unseen = unseen.max(last);
+                }
+                for hit in hits {
                     let adjusted = if hit.meta.start == 0 {
                         hit.score
                     } else {
@@ -403,13 +420,18 @@ impl Service {
                     }
                 }
             }
-            if best.len() >= k || want >= total {
-                let mut ranked: Vec<Ranked> = best.into_values().collect();
-                ranked.sort_by(|a, b| {
-                    b.adjusted
-                        .total_cmp(&a.adjusted)
-                        .then_with(|| a.hit.meta.story_id.cmp(&b.hit.meta.story_id))
-                });
+            let mut ranked: Vec<Ranked> = best.into_values().collect();
+            ranked.sort_by(|a, b| {
+                b.adjusted
+                    .total_cmp(&a.adjusted)
+                    .then_with(|| a.hit.meta.story_id.cmp(&b.hit.meta.story_id))
+            });
+            let enough = ranked.len() >= k;
+            // Settling costs a wider search; past a bound (most of the sample, a few
+            // thousand windows at scale) the order of the last places is left as found.
+            let settled =
+                k == 0 || (enough && (ranked[k - 1].adjusted >= unseen || want >= settle_limit));
+            if settled || want >= total {
                 ranked.truncate(k);
                 return Ok(ranked);
             }

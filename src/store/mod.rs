@@ -657,6 +657,15 @@ impl Store {
             .set_search_expansion(n);
     }
 
+    /// Whether a window search compares every window: it then costs the same for any
+    /// count, so callers may ask for many at once instead of widening step by step.
+    pub fn searches_exactly(&self) -> bool {
+        self.index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .searches_exactly()
+    }
+
     pub fn window_count(&self) -> usize {
         self.index.read().unwrap_or_else(|p| p.into_inner()).len()
     }
