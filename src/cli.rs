@@ -137,6 +137,10 @@ pub enum Command {
         /// this file, for fitting coverage rules.
         #[arg(long)]
         dump_check: Option<PathBuf>,
+        /// Write every query's and story's vectors and BM25 candidates as JSON lines to
+        /// this file (for refitting the ranking offline) instead of the report.
+        #[arg(long)]
+        dump_search: Option<PathBuf>,
     },
     /// Inspect or obtain the embedding model.
     Model {
@@ -395,6 +399,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             sweep,
             verbose,
             dump_check,
+            dump_search,
         } => {
             let _lock = common.lock("storydex eval")?;
             let service = common.open()?;
@@ -408,6 +413,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 let mut out = String::new();
                 for c in crate::eval::candidate_signals(&service, &posts)? {
                     out.push_str(&serde_json::to_string(&c)?);
+                    out.push('\n');
+                }
+                std::fs::write(&path, out)?;
+                return Ok(());
+            }
+            if let Some(path) = dump_search {
+                let queries = crate::eval::load_queries(&sets.join("search.toml"))?;
+                let mut out = String::new();
+                for row in crate::eval::search_signals(&service, &queries)? {
+                    out.push_str(&serde_json::to_string(&row)?);
                     out.push('\n');
                 }
                 std::fs::write(&path, out)?;

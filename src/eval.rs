@@ -679,6 +679,56 @@ fn with_ranking(service: &Service, ranking: Ranking) -> Service {
     service.clone_with_ranking(ranking)
 }
 
+/// Everything a search ranking could be refitted from offline
+/// (`storydex eval --dump-search FILE`): one `query` row per labelled query (its vector,
+/// the stories allowed by its date filter and its BM25 candidates), then one `story`
+/// row per stored story (its vector and every window's start and vector).
+pub fn search_signals(
+    service: &Service,
+    queries: &[Query],
+) -> Result<Vec<serde_json::Value>, EvalError> {
+    let stored = service
+        .store()
+        .story_vectors()
+        .map_err(ServiceError::from)?;
+    let mut out = Vec::new();
+    for q in queries {
+        let range =
+            DateRange::parse(q.since.as_deref(), q.until.as_deref()).map_err(ServiceError::from)?;
+        let vector = service
+            .encoder()
+            .embed_query(&q.text)
+            .map_err(ServiceError::from)?;
+        let lexical = service
+            .store()
+            .search_lexical(&q.text, 100, range, None)
+            .map_err(ServiceError::from)?;
+        let allowed: Vec<&str> = stored
+            .iter()
+            .filter(|s| range.contains_day(s.day))
+            .map(|s| s.id.as_str())
+            .collect();
+        out.push(serde_json::json!({
+            "row": "query", "id": q.id, "split": q.split.name(), "kind": q.kind,
+            "lang": q.lang, "text": q.text, "relevant": q.relevant,
+            "allowed": allowed, "lexical": lexical, "vector": vector,
+        }));
+    }
+    for s in &stored {
+        let windows: Vec<serde_json::Value> = service
+            .store()
+            .story_windows(&s.id)
+            .map_err(ServiceError::from)?
+            .into_iter()
+            .map(|(m, v)| serde_json::json!({"start": m.start, "end": m.end, "vector": v}))
+            .collect();
+        out.push(serde_json::json!({
+            "row": "story", "id": s.id, "vector": s.vector, "windows": windows,
+        }));
+    }
+    Ok(out)
+}
+
 /// One candidate of one post, with the signals a coverage rule could use (for fitting
 /// rules offline: `storydex eval --dump-check FILE` writes these as JSON lines).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -743,10 +793,7 @@ pub fn candidate_signals(
         let mut scored: Vec<(usize, f32, f32)> = stored
             .iter()
             .enumerate()
-            .filter(|(_, s)| match (s.published, story.published) {
-                (Some(o), Some(d)) => o <= d,
-                _ => true,
-            })
+            .filter(|(_, s)| crate::service::could_have_covered(s.published, story.published))
             .map(|(i, s)| {
                 let item = crate::service::story_item(s);
                 let cos = crate::cluster::dot(&vector, &s.vector);
@@ -754,7 +801,13 @@ pub fn candidate_signals(
             })
             .collect();
         scored.sort_by(|a, b| b.1.total_cmp(&a.1));
-        for (rank, (i, score, cosine)) in scored.into_iter().take(12).enumerate() {
+        // The best twelve by pair score, and the best ten by BM25 wherever they rank.
+        let by_terms: HashSet<&str> = lexical.iter().take(10).map(|l| l.0.as_str()).collect();
+        let picked = scored
+            .into_iter()
+            .enumerate()
+            .filter(|(rank, (i, _, _))| *rank < 12 || by_terms.contains(stored[*i].id.as_str()));
+        for (rank, (i, score, cosine)) in picked {
             let s = &stored[i];
             let head = service
                 .store()

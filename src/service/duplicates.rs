@@ -379,8 +379,9 @@ impl Service {
         self.ingest_checked(corpus::parse_str(source, text)?)
     }
 
-    /// Stored stories of other digests, published no later than `story`, whose pair score
-    /// against it reaches the threshold of their language pair.
+    /// Stored stories of other digests that could have covered `story` already (published
+    /// before it or within the digest period after it, [`could_have_covered`]), whose pair
+    /// score against it reaches the threshold of their language pair.
     pub(crate) fn previous_coverage(
         &self,
         story: &Story,
@@ -410,11 +411,7 @@ impl Service {
             let Some(other) = self.store.story(&hit.meta.story_id)? else {
                 continue;
             };
-            let later = match (other.published, story.published) {
-                (Some(o), Some(d)) => o > d,
-                _ => false,
-            };
-            if later {
+            if !could_have_covered(other.published, story.published) {
                 continue;
             }
             let Some(other_vector) = self
@@ -478,6 +475,26 @@ impl Service {
         found.sort_by(|a, b| b.score.total_cmp(&a.score));
         found.truncate(MAX_COVERAGE);
         Ok(found)
+    }
+}
+
+/// How long after a draft a stored story may be published and still count as earlier
+/// coverage: a digest ("过去4小时全球AI发生了什么？") reports the sources of the four hours
+/// before its own time, so an English post from 11:20 was covered by the 12:00 digest. The
+/// next digest, four hours on, no longer counts (a backfill must not call the later of two
+/// repeats the earlier one's coverage).
+pub(crate) const DIGEST_PERIOD: time::Duration = time::Duration::hours(4);
+
+/// Whether a story published at `other` can be earlier coverage of a draft published at
+/// `draft`: published before the draft, or within the digest period after it. Undated
+/// either side: yes.
+pub(crate) fn could_have_covered(
+    other: Option<OffsetDateTime>,
+    draft: Option<OffsetDateTime>,
+) -> bool {
+    match (other, draft) {
+        (Some(o), Some(d)) => o < d + DIGEST_PERIOD,
+        _ => true,
     }
 }
 
@@ -560,6 +577,23 @@ mod tests {
             ));
         }
         out
+    }
+
+    #[test]
+    fn a_digest_covers_the_sources_of_the_four_hours_before_it() {
+        let at = |t: &str| {
+            Some(OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).unwrap())
+        };
+        let post = at("2026-01-06T11:20:00+08:00");
+        // The 12:00 digest reported an 11:20 post; so did any digest before it.
+        assert!(could_have_covered(at("2026-01-06T12:00:00+08:00"), post));
+        assert!(could_have_covered(at("2026-01-05T12:00:00+08:00"), post));
+        assert!(could_have_covered(at("2026-01-06T15:19:59+08:00"), post));
+        // Four hours on is the next digest's period, not this post's coverage.
+        assert!(!could_have_covered(at("2026-01-06T15:20:00+08:00"), post));
+        assert!(!could_have_covered(at("2026-01-07T00:00:00+08:00"), post));
+        assert!(could_have_covered(None, post));
+        assert!(could_have_covered(at("2026-01-07T00:00:00+08:00"), None));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::store::{NewStory, Store, StoreError, StoredDigest, StoredStory};
 
 mod duplicates;
 mod search;
-pub(crate) use duplicates::{item as cluster_item, to_item as story_item};
+pub(crate) use duplicates::{could_have_covered, item as cluster_item, to_item as story_item};
 pub use duplicates::{CheckedIngest, CheckedItem, Coverage, DuplicateCluster, MatchReason};
 pub use search::{Fusion, Ranking, SearchMode, StoryHit};
 
