@@ -747,6 +747,10 @@ pub struct CandidateSignals {
     pub top_bm25: Option<f32>,
     pub languages: String,
     pub term_overlap: f32,
+    /// Best window cosine of the story against the post's headline embedded as a query.
+    pub headline_query_cosine: f32,
+    /// The same against the whole post (headline and body) embedded as a query.
+    pub post_query_cosine: f32,
     /// Share of the post headline's names the story has ([`crate::lexical::names_found`]).
     pub headline_names: Option<f32>,
     /// The post's Latin terms: (term, stories holding it, whether this story has it).
@@ -784,6 +788,14 @@ pub fn candidate_signals(
             .search_lexical(&story.text, 50, DateRange::ALL, None)
             .map_err(ServiceError::from)?;
         let top_bm25 = lexical.first().map(|l| l.1);
+        let headline_query = service
+            .encoder()
+            .embed_query(&story.headline)
+            .map_err(ServiceError::from)?;
+        let post_query = service
+            .encoder()
+            .embed_query(&story.text)
+            .map_err(ServiceError::from)?;
         let latin = crate::lexical::latin_terms(&story.text);
         let names = crate::lexical::headline_names(&story.headline);
         let (total, df) = service
@@ -809,12 +821,19 @@ pub fn candidate_signals(
             .filter(|(rank, (i, _, _))| *rank < 12 || by_terms.contains(stored[*i].id.as_str()));
         for (rank, (i, score, cosine)) in picked {
             let s = &stored[i];
-            let head = service
+            let windows = service
                 .store()
                 .story_windows(&s.id)
-                .map_err(ServiceError::from)?
+                .map_err(ServiceError::from)?;
+            let head = windows
                 .first()
                 .map_or(0.0, |(_, v)| crate::cluster::dot(&vector, v));
+            let best_window = |q: &[f32]| {
+                windows
+                    .iter()
+                    .map(|(_, v)| crate::cluster::dot(q, v))
+                    .fold(f32::MIN, f32::max)
+            };
             let lexical_rank = lexical.iter().position(|(id, _)| *id == s.id);
             let text = service.story(&s.id)?.text;
             let other_terms: HashSet<String> =
@@ -839,6 +858,8 @@ pub fn candidate_signals(
                     crate::lexical::language(&text)
                 ),
                 term_overlap,
+                headline_query_cosine: best_window(&headline_query),
+                post_query_cosine: best_window(&post_query),
                 headline_names: crate::lexical::names_found(&names, &other_terms),
                 terms: latin
                     .iter()

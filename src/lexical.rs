@@ -12,7 +12,7 @@
 //! [`FTS5_TOKENCHARS`] keeps each term whole (CJK characters are letters to it).
 
 /// Bumped whenever the analysis changes, so stores rebuild their lexical index.
-pub const ANALYZER_VERSION: u32 = 3;
+pub const ANALYZER_VERSION: u32 = 4;
 
 /// The characters, besides letters and digits, that a term may contain; FTS5 is told to
 /// treat them as part of a token.
@@ -108,9 +108,88 @@ pub fn index_text(text: &str) -> String {
 }
 
 /// Calls `emit(term, whole)` for each term; `whole` is false for the parts of a joined
-/// name, which are indexed but never asked for on their own.
+/// name, which are indexed but never asked for on their own. A name written in Chinese
+/// characters also yields its English name's terms ([`name_aliases`]).
 fn analyze(text: &str, emit: &mut dyn FnMut(&str, bool)) {
     let folded: Vec<char> = text.chars().flat_map(fold).collect();
+    analyze_folded(&folded, emit);
+    if folded.iter().any(|&c| is_cjk(c)) {
+        let folded: String = folded.into_iter().collect();
+        let aliases = name_aliases();
+        for found in aliases.forms.find_iter(&folded) {
+            for &alias in &aliases.names_of_form[found.pattern().as_usize()] {
+                for (term, whole) in &aliases.terms[alias] {
+                    emit(term, *whole);
+                }
+            }
+        }
+    }
+}
+
+/// The names of `src/name_aliases.txt`: English names and the Chinese forms that stand
+/// for them.
+struct NameAliases {
+    /// Each English name's terms, as [`analyze`] reads it (`whole` flag beside).
+    terms: Vec<Vec<(String, bool)>>,
+    /// Every Chinese form, matched leftmost-longest: `苹果公司` is one mention of Apple,
+    /// `美超微` is Supermicro and not also `超微` (AMD).
+    forms: aho_corasick::AhoCorasick,
+    /// For each form (by pattern index), the names it stands for.
+    names_of_form: Vec<Vec<usize>>,
+}
+
+/// [`NameAliases`], read once.
+fn name_aliases() -> &'static NameAliases {
+    static ALIASES: std::sync::OnceLock<NameAliases> = std::sync::OnceLock::new();
+    ALIASES.get_or_init(|| parse_aliases(include_str!("name_aliases.txt")))
+}
+
+/// Lines `English name = 中文名, 中文名`; `#` starts a comment.
+fn parse_aliases(text: &str) -> NameAliases {
+    let mut terms = Vec::new();
+    let mut forms: Vec<String> = Vec::new();
+    let mut names_of_form: Vec<Vec<usize>> = Vec::new();
+    for line in text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default().trim())
+        .filter(|l| !l.is_empty())
+    {
+        let (english, chinese) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("name_aliases.txt: no `=` in {line:?}"));
+        let english: Vec<char> = english.chars().flat_map(fold).collect();
+        let mut name_terms = Vec::new();
+        analyze_folded(&english, &mut |t, whole| {
+            name_terms.push((t.to_owned(), whole))
+        });
+        let name = terms.len();
+        terms.push(name_terms);
+        for form in chinese.split([',', '，']) {
+            let form: String = form.trim().chars().flat_map(fold).collect();
+            if form.is_empty() {
+                continue;
+            }
+            match forms.iter().position(|f| *f == form) {
+                Some(i) => names_of_form[i].push(name),
+                None => {
+                    forms.push(form);
+                    names_of_form.push(vec![name]);
+                }
+            }
+        }
+    }
+    let matcher = aho_corasick::AhoCorasick::builder()
+        .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+        .build(&forms)
+        .expect("name_aliases.txt: the forms build a matcher");
+    NameAliases {
+        terms,
+        forms: matcher,
+        names_of_form,
+    }
+}
+
+fn analyze_folded(folded: &[char], emit: &mut dyn FnMut(&str, bool)) {
     let mut i = 0;
     while i < folded.len() {
         match class(folded[i]) {
@@ -129,7 +208,7 @@ fn analyze(text: &str, emit: &mut dyn FnMut(&str, bool)) {
             Class::Joiner | Class::Other => i += 1,
         }
     }
-    amounts(&folded, emit);
+    amounts(folded, emit);
 }
 
 /// Emits one term per amount written with a multiplier or thousands separators, as its
@@ -331,20 +410,18 @@ pub fn term_overlap(
     shared / total
 }
 
-/// Place and people adjectives a Chinese summary writes in Chinese characters (中国,
-/// 美国, 印度), never in Latin letters: a headline's `Chinese` is no name to look for.
-const TRANSLATED_NAMES: &[&str] = &[
-    "america", "american", "britain", "british", "china", "chinese", "europe", "european",
-    "france", "french", "german", "germany", "india", "indian", "japan", "japanese", "korea",
-    "korean", "uk", "us", "usa",
-];
+/// Names a Chinese summary writes in characters that no alias can stand for: `US` (美国)
+/// is also the pronoun "us", so it is neither an alias term nor a name to look for.
+/// Other places (`China`, `Indian`) are found through [`name_aliases`].
+const UNFINDABLE_NAMES: &[&str] = &["us", "usa"];
 
 /// The names in an English headline, lower-cased: words with a digit (`GPT-5`, `9B`,
 /// `2026`), with a capital after their first letter (`DeepMind`, `NVIDIA`, `iPhone`), or
 /// capitalised anywhere but at the start (`... with Boston Dynamics`). A possessive `'s`
-/// is dropped; stop words and [`TRANSLATED_NAMES`] are skipped. These are the words a
-/// Chinese summary of the same event keeps in Latin letters, so a headline whose names
-/// the story lacks is most likely about another event on the same topic.
+/// is dropped; stop words and [`UNFINDABLE_NAMES`] are skipped. These are the words a
+/// Chinese summary of the same event keeps in Latin letters or writes as a name of
+/// [`name_aliases`], so a headline whose names the story lacks is most likely about
+/// another event on the same topic.
 pub fn headline_names(headline: &str) -> Vec<String> {
     let chars: Vec<char> = headline.chars().map(fold_width).collect();
     let mut out: Vec<String> = Vec::new();
@@ -375,7 +452,7 @@ pub fn headline_names(headline: &str) -> Vec<String> {
             continue;
         }
         let name: String = word.iter().flat_map(|c| c.to_lowercase()).collect();
-        if STOPWORDS.contains(&name.as_str()) || TRANSLATED_NAMES.contains(&name.as_str()) {
+        if STOPWORDS.contains(&name.as_str()) || UNFINDABLE_NAMES.contains(&name.as_str()) {
             continue;
         }
         if !out.contains(&name) {
@@ -440,6 +517,62 @@ mod tests {
     fn chinese_becomes_overlapping_bigrams() {
         assert_eq!(query_terms("人形机器人"), ["人形", "形机", "机器", "器人"]);
         assert_eq!(query_terms("的"), ["的"]);
+    }
+
+    #[test]
+    fn names_written_in_chinese_are_also_their_english_terms() {
+        // Simplified and Traditional forms; the English name as the analyzer reads it.
+        let terms = index_terms("马斯克和黄仁勋谈輝達的新芯片");
+        for name in ["musk", "jensen", "huang", "nvidia"] {
+            assert!(terms.iter().any(|t| t == name), "{name} missing: {terms:?}");
+        }
+        // A query in Chinese asks for the English terms too, so English stories match.
+        assert!(query_terms("美联储").contains(&"fed".to_owned()));
+        // Once per mention, as a repeated word counts in BM25.
+        let twice = index_terms("台积电说，台积电会");
+        assert_eq!(twice.iter().filter(|t| *t == "tsmc").count(), 2);
+        // Latin text is untouched; a name already in Latin letters stays one term.
+        assert_eq!(query_terms("Musk"), ["musk"]);
+        assert_eq!(
+            index_terms("NVIDIA 发布")
+                .iter()
+                .filter(|t| *t == "nvidia")
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn every_name_alias_has_english_terms_and_chinese_forms() {
+        let text = include_str!("name_aliases.txt");
+        let aliases = parse_aliases(text);
+        assert!(aliases.terms.len() > 100, "{} names", aliases.terms.len());
+        for terms in &aliases.terms {
+            assert!(
+                terms.iter().any(|(_, whole)| *whole),
+                "a name without terms"
+            );
+        }
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains('='))
+        {
+            for form in line.split_once('=').unwrap().1.split(',') {
+                let form = form.trim();
+                assert!(
+                    form.chars().count() >= 2 && form.chars().all(is_cjk),
+                    "{form:?} is not a name in Chinese characters"
+                );
+            }
+        }
+        // The longest form wins: Supermicro is not also AMD, Peking University not Beijing.
+        let terms = index_terms("美超微与北京大学");
+        assert!(terms.contains(&"supermicro".to_owned()));
+        assert!(!terms.contains(&"amd".to_owned()), "{terms:?}");
+        assert!(!terms.contains(&"beijing".to_owned()), "{terms:?}");
+        // One form may stand for two names.
+        let terms = index_terms("月之暗面发布");
+        assert!(terms.contains(&"moonshot".to_owned()) && terms.contains(&"kimi".to_owned()));
     }
 
     #[test]
@@ -562,8 +695,17 @@ mod tests {
         );
         assert_eq!(
             headline_names("More than half of trending papers come from Chinese labs in the US"),
-            Vec::<String>::new(),
-            "place adjectives are written in Chinese characters by a Chinese summary"
+            ["chinese"],
+            "a place is a name (中国 stands for it), `US` is no name to look for"
+        );
+        let story: std::collections::HashSet<String> =
+            index_terms("中国实验室的论文过半").into_iter().collect();
+        assert_eq!(
+            names_found(
+                &headline_names("Trending papers: Chinese labs lead"),
+                &story
+            ),
+            Some(1.0)
         );
         assert_eq!(
             headline_names("Jensen Huang shows off 英伟达 Vera Rubin"),
