@@ -202,7 +202,7 @@ fn analyze_folded(folded: &[char], emit: &mut dyn FnMut(&str, bool)) {
             }
             Class::Word => {
                 let start = i;
-                i = word_end(&folded, i);
+                i = word_end(folded, i);
                 word(&folded[start..i], emit);
             }
             Class::Joiner | Class::Other => i += 1,
