@@ -129,13 +129,17 @@ fn analyze(text: &str, emit: &mut dyn FnMut(&str, bool)) {
 /// The names of `src/name_aliases.txt`: English names and the Chinese forms that stand
 /// for them.
 struct NameAliases {
-    /// Each English name's terms, as [`analyze`] reads it (`whole` flag beside).
+    /// Each line's English names' terms, as [`analyze`] reads them (`whole` flag beside).
     terms: Vec<Vec<(String, bool)>>,
+    /// Each line's English names, as their whole terms (`Fed`, `Federal Reserve`).
+    names: Vec<Vec<Vec<String>>>,
     /// Every Chinese form, matched leftmost-longest: `苹果公司` is one mention of Apple,
     /// `美超微` is Supermicro and not also `超微` (AMD).
     forms: aho_corasick::AhoCorasick,
     /// For each form (by pattern index), the names it stands for.
     names_of_form: Vec<Vec<usize>>,
+    /// The forms, by pattern index.
+    forms_text: Vec<String>,
 }
 
 /// [`NameAliases`], read once.
@@ -147,6 +151,7 @@ fn name_aliases() -> &'static NameAliases {
 /// Lines `English name = 中文名, 中文名`; `#` starts a comment.
 fn parse_aliases(text: &str) -> NameAliases {
     let mut terms = Vec::new();
+    let mut names = Vec::new();
     let mut forms: Vec<String> = Vec::new();
     let mut names_of_form: Vec<Vec<usize>> = Vec::new();
     for line in text
@@ -157,13 +162,22 @@ fn parse_aliases(text: &str) -> NameAliases {
         let (english, chinese) = line
             .split_once('=')
             .unwrap_or_else(|| panic!("name_aliases.txt: no `=` in {line:?}"));
-        let english: Vec<char> = english.chars().flat_map(fold).collect();
         let mut name_terms = Vec::new();
-        analyze_folded(&english, &mut |t, whole| {
-            name_terms.push((t.to_owned(), whole))
-        });
+        let mut variants = Vec::new();
+        for variant in english.split('|') {
+            let folded: Vec<char> = variant.chars().flat_map(fold).collect();
+            let mut whole_terms = Vec::new();
+            analyze_folded(&folded, &mut |t, whole| {
+                name_terms.push((t.to_owned(), whole));
+                if whole {
+                    whole_terms.push(t.to_owned());
+                }
+            });
+            variants.push(whole_terms);
+        }
         let name = terms.len();
         terms.push(name_terms);
+        names.push(variants);
         for form in chinese.split([',', '，']) {
             let form: String = form.trim().chars().flat_map(fold).collect();
             if form.is_empty() {
@@ -184,9 +198,31 @@ fn parse_aliases(text: &str) -> NameAliases {
         .expect("name_aliases.txt: the forms build a matcher");
     NameAliases {
         terms,
+        names,
         forms: matcher,
         names_of_form,
+        forms_text: forms,
     }
+}
+
+/// The Chinese forms of the names a query asks for in English (`Musk`: 马斯克, 馬斯克;
+/// `Federal Reserve`: 美联储, ...), for finding and marking them in a Chinese text. A
+/// name counts when the query holds every word of one of its English names.
+pub fn chinese_forms(query: &str) -> Vec<String> {
+    let asked: std::collections::HashSet<String> = query_terms(query).into_iter().collect();
+    let aliases = name_aliases();
+    let mut out = Vec::new();
+    for (form, names) in aliases.names_of_form.iter().enumerate() {
+        let wanted = names.iter().any(|&n| {
+            aliases.names[n]
+                .iter()
+                .any(|variant| !variant.is_empty() && variant.iter().all(|t| asked.contains(t)))
+        });
+        if wanted {
+            out.push(aliases.forms_text[form].clone());
+        }
+    }
+    out
 }
 
 fn analyze_folded(folded: &[char], emit: &mut dyn FnMut(&str, bool)) {
@@ -570,6 +606,14 @@ mod tests {
         assert!(terms.contains(&"supermicro".to_owned()));
         assert!(!terms.contains(&"amd".to_owned()), "{terms:?}");
         assert!(!terms.contains(&"beijing".to_owned()), "{terms:?}");
+        // English names of a query, as Chinese forms to find in a snippet.
+        assert_eq!(chinese_forms("Musk sues OpenAI"), ["马斯克", "馬斯克"]);
+        let fed = chinese_forms("what the Federal Reserve said");
+        assert!(fed.contains(&"美联储".to_owned()), "{fed:?}");
+        assert!(
+            chinese_forms("the reserve team").is_empty(),
+            "half a name is no name"
+        );
         // One form may stand for two names.
         let terms = index_terms("月之暗面发布");
         assert!(terms.contains(&"moonshot".to_owned()) && terms.contains(&"kimi".to_owned()));

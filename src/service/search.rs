@@ -510,8 +510,10 @@ fn densest_start(chars: &[char], query: &str) -> usize {
     if lower.len() != chars.len() || chars.len() <= SNIPPET_CHARS {
         return 0;
     }
+    // The query's terms, and the Chinese forms of the names it asks for in English.
     let terms: Vec<Vec<char>> = crate::lexical::query_terms(query)
         .into_iter()
+        .chain(crate::lexical::chinese_forms(query))
         .map(|t| t.chars().collect())
         .collect();
     // (position, term) of every occurrence.
@@ -604,5 +606,13 @@ mod tests {
         );
         let s = snippet(&text, 0, text.len(), Some("Atlas 50公斤"));
         assert!(s.starts_with("…Atlas机器人"), "{s}");
+        // A name asked for in English is found where the Chinese text names it.
+        let text = format!(
+            "{}。马斯克称特斯拉机器人明年量产。{}",
+            "无关内容".repeat(100),
+            "其他".repeat(300)
+        );
+        let s = snippet(&text, 0, text.len(), Some("Musk on Tesla robots"));
+        assert!(s.starts_with("…马斯克称"), "{s}");
     }
 }

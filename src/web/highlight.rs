@@ -50,6 +50,8 @@ fn is_cjk(c: char) -> bool {
 struct Terms {
     words: Vec<Vec<char>>,
     cjk: HashSet<String>,
+    /// Length in chars of the longest CJK term.
+    longest_cjk: usize,
 }
 
 impl Terms {
@@ -90,15 +92,25 @@ impl Terms {
         }
         flush_word(&mut word, &mut words);
         flush_run(&mut run, &mut cjk);
+        // Names asked for in English, as a Chinese snippet writes them (`Musk`: 马斯克).
+        let mut longest_cjk = MAX_CJK;
+        for form in crate::lexical::chinese_forms(query) {
+            longest_cjk = longest_cjk.max(form.chars().count());
+            cjk.insert(form);
+        }
         // Longest first, so "robots" wins over "robot" at the same place.
         words.sort_by_key(|w| std::cmp::Reverse(w.len()));
-        Self { words, cjk }
+        Self {
+            words,
+            cjk,
+            longest_cjk,
+        }
     }
 
     /// Length in chars of the longest term that starts at `chars[i]`, if any.
     fn match_at(&self, chars: &[char], i: usize) -> Option<usize> {
         if is_cjk(chars[i]) {
-            let longest = MAX_CJK.min(chars.len() - i);
+            let longest = self.longest_cjk.min(chars.len() - i);
             return (2..=longest).rev().find(|&n| {
                 self.cjk
                     .contains(&chars[i..i + n].iter().collect::<String>())
@@ -166,6 +178,14 @@ mod tests {
         assert_eq!(
             html,
             "Boston Dynamics展示了其新型全电动Atlas<mark>人形机器人</mark>"
+        );
+    }
+
+    #[test]
+    fn names_asked_for_in_english_are_marked_where_chinese_writes_them() {
+        assert_eq!(
+            highlight("马斯克起诉OpenAI", "Musk sues OpenAI"),
+            "<mark>马斯克</mark>起诉<mark>OpenAI</mark>"
         );
     }
 
