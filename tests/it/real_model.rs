@@ -301,10 +301,10 @@ fn held_out_search(mode: SearchMode) -> SearchScore {
     .expect("evaluate")
 }
 
-/// The held-out half of the labelled queries (never used for tuning). Measured when the
-/// ranking was chosen: hybrid MRR@10 0.890 and hit@10 43/43 (0.839 with rank fusion and
-/// without amounts), vector alone 0.832, v1 (max over full windows) 0.764. The bar sits
-/// just under what was measured.
+/// The held-out half of the labelled queries (never used for tuning). Measured: hybrid
+/// MRR@10 0.893 and hit@10 43/43 (0.839 with rank fusion and without amounts), vector
+/// alone 0.853, v1 (max over full windows) 0.764. The bar sits just under what was
+/// measured.
 #[test]
 fn hybrid_search_meets_the_quality_bar_on_held_out_queries() {
     let hybrid = held_out_search(SearchMode::Hybrid);
@@ -328,6 +328,7 @@ fn hybrid_search_meets_the_quality_bar_on_held_out_queries() {
         hybrid.misses
     );
     assert!(hybrid.mrr10 >= vector.mrr10, "hybrid below vector alone");
+    assert!(vector.mrr10 >= 0.84, "vector MRR@10 {:.3} < 0.84", vector.mrr10);
 }
 
 /// Vector search returns the best stories by their penalised best window, the same as
@@ -401,8 +402,9 @@ fn vector_search_returns_the_exact_best_stories_under_the_window_penalty() {
 
 /// English source posts against the Chinese archive, held-out half (never used to fit
 /// the en-zh threshold): covered events are found with the right story first, and
-/// different events on the same topics are rarely reported as covered. Measured when the
-/// threshold was fitted: 17 of 25 found first, no false alarm in 18.
+/// different events on the same topics are rarely reported as covered. Measured: 22 of
+/// 25 found first, no false alarm in 18 (17 of 25 before a digest was taken to cover the
+/// four hours before it and names written in Chinese counted as their English names).
 #[test]
 fn english_posts_find_their_chinese_coverage_on_held_out_items() {
     let posts = eval::load_posts(&eval_sets().join("check_en.toml")).expect("check set");
@@ -411,9 +413,8 @@ fn english_posts_find_their_chinese_coverage_on_held_out_items() {
     eprintln!("{score:#?}");
     assert!(score.covered >= 17 && score.different >= 11, "{score:?}");
     assert!(
-        // Measured 17/25 (68%) with no false alarm; the headline-names signal traded
-        // two finds for three fewer false alarms (before: 19/25, 3/18).
-        score.found_first * 100 >= score.covered * 64,
+        // Measured 22/25 (88%) with no false alarm; the bar is the editors' 15 of 17.
+        score.found_first * 100 >= score.covered * 84,
         "found {}/{} covered events first: {:#?}",
         score.found_first,
         score.covered,
