@@ -328,7 +328,11 @@ fn hybrid_search_meets_the_quality_bar_on_held_out_queries() {
         hybrid.misses
     );
     assert!(hybrid.mrr10 >= vector.mrr10, "hybrid below vector alone");
-    assert!(vector.mrr10 >= 0.84, "vector MRR@10 {:.3} < 0.84", vector.mrr10);
+    assert!(
+        vector.mrr10 >= 0.84,
+        "vector MRR@10 {:.3} < 0.84",
+        vector.mrr10
+    );
 }
 
 /// Vector search returns the best stories by their penalised best window, the same as
