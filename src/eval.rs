@@ -492,6 +492,15 @@ pub fn sweep_variants(base: Ranking) -> Vec<(String, Ranking)> {
             },
         ));
     }
+    for shift in [0.0, 0.25, 0.5, 0.75, 1.0] {
+        out.push((
+            format!("collection_shift={shift}"),
+            Ranking {
+                collection_shift: shift,
+                ..base
+            },
+        ));
+    }
     for candidates in [20, 30, 100] {
         out.push((
             format!("candidates={candidates}"),
@@ -544,21 +553,37 @@ pub fn report(
         let _ = writeln!(out, "{header}");
         let v1 = Ranking {
             deep_window_penalty: 0.0,
+            collection_shift: 0.0,
             ..current
         };
         let baseline = Ranking {
             deep_window_penalty: 1.0,
+            collection_shift: 0.0,
             ..current
         };
-        let rows: [(&str, Ranking, SearchMode); 5] = [
+        let uncalibrated = Ranking {
+            collection_shift: 0.0,
+            ..current
+        };
+        let rows: [(&str, Ranking, SearchMode); 7] = [
             ("v1: vector, max over windows", v1, SearchMode::Vector),
             (
                 "baseline: vector, first window only",
                 baseline,
                 SearchMode::Vector,
             ),
+            (
+                "vector, kinds not calibrated",
+                uncalibrated,
+                SearchMode::Vector,
+            ),
             ("vector", current, SearchMode::Vector),
             ("lexical (BM25)", current, SearchMode::Lexical),
+            (
+                "hybrid, kinds not calibrated",
+                uncalibrated,
+                SearchMode::Hybrid,
+            ),
             ("hybrid (default)", current, SearchMode::Hybrid),
         ];
         for (name, ranking, mode) in rows {

@@ -11,6 +11,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 
 use super::{Service, ServiceError, SNIPPET_CHARS};
+use crate::corpus::SourceKind;
 use crate::domain::{DateRange, Invalid, QueryText, TopK};
 use crate::store::{StoredStory, WindowHit, WindowMeta};
 
@@ -79,7 +80,17 @@ pub struct Ranking {
     /// `linear` fusion: weight of the BM25 score scaled to 0..1 by the best BM25 of the
     /// query, added to the (penalised) cosine.
     pub linear_lexical_weight: f32,
+    /// Per-query calibration of the source kinds: each kind's cosines (digest items,
+    /// archive episodes) are lowered by this share of the mean of that kind's own best
+    /// `candidates` before the kinds are ranked together. One query scores a whole kind
+    /// higher or lower (style, length, script), so without it an episode wins by being an
+    /// episode. 0 ranks by plain cosine.
+    pub collection_shift: f32,
 }
+
+/// A source kind needs this many stories in a search's range to be calibrated on its
+/// own; a smaller one takes the largest kind's level (a mean over a few is no level).
+const CALIBRATION_MIN_STORIES: usize = 10;
 
 /// How hybrid search combines the vector and the lexical ranking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -121,6 +132,63 @@ impl Default for Ranking {
             candidates: 50,
             fusion: Fusion::Rrf,
             linear_lexical_weight: 0.1,
+            collection_shift: 0.0,
+        }
+    }
+}
+
+/// What to take off each source kind's scores, from each kind's scores best first: `shift`
+/// x the mean of its best `n`, where `n` is `candidates` or the fewest any kind has (the
+/// same `n` for every kind: a kind's best 50 sit higher than all 34 of another). A kind
+/// with fewer than [`CALIBRATION_MIN_STORIES`] takes the largest kind's level.
+fn kind_levels(scores: &[(SourceKind, Vec<f32>)], shift: f32, candidates: usize) -> Levels {
+    let n = scores
+        .iter()
+        .map(|(_, s)| s.len())
+        .filter(|&len| len >= CALIBRATION_MIN_STORIES)
+        .min()
+        .unwrap_or(1)
+        .min(candidates)
+        .max(1);
+    let mean_of_best = |s: &[f32]| {
+        let best = &s[..s.len().min(n)];
+        best.iter().sum::<f32>() / best.len().max(1) as f32
+    };
+    let fallback = scores
+        .iter()
+        .max_by_key(|(_, s)| s.len())
+        .map_or(0.0, |(_, s)| mean_of_best(s));
+    let mut levels = Levels::default();
+    for (kind, s) in scores {
+        let level = if s.len() >= CALIBRATION_MIN_STORIES {
+            mean_of_best(s)
+        } else {
+            fallback
+        };
+        levels.set(*kind, shift * level);
+    }
+    levels
+}
+
+/// The calibration taken off each source kind's scores in one search (0 when off).
+#[derive(Debug, Default, Clone, Copy)]
+struct Levels {
+    digest: f32,
+    archive: f32,
+}
+
+impl Levels {
+    fn of(&self, kind: SourceKind) -> f32 {
+        match kind {
+            SourceKind::Digest => self.digest,
+            SourceKind::Archive => self.archive,
+        }
+    }
+
+    fn set(&mut self, kind: SourceKind, level: f32) {
+        match kind {
+            SourceKind::Digest => self.digest = level,
+            SourceKind::Archive => self.archive = level,
         }
     }
 }
@@ -143,8 +211,11 @@ pub struct StoryHit {
 /// A story's best window for a query, after the deep-window penalty.
 struct Ranked {
     hit: WindowHit,
-    /// Cosine with the penalty applied: what the vector ranking sorts by.
+    /// Cosine with the penalty applied: the score shown for the story.
     adjusted: f32,
+    /// `adjusted` less its source kind's calibration: what the vector ranking sorts by
+    /// (equal to `adjusted` where no calibration applies).
+    calibrated: f32,
 }
 
 impl Service {
@@ -183,8 +254,7 @@ impl Service {
         match mode {
             SearchMode::Vector => {
                 let vector = vector.ok_or_else(vector_needed)?;
-                let ranked = self
-                    .ranked_windows(&[vector.to_vec()], k.get(), |m| range.contains_day(m.day))?;
+                let (ranked, _) = self.ranked_by_vector(vector, k.get(), range)?;
                 let hits = ranked
                     .into_iter()
                     .map(|r| {
@@ -224,8 +294,7 @@ impl Service {
     ) -> Result<Vec<StoryHit>, ServiceError> {
         let r = self.ranking;
         let want = r.candidates.max(k.get());
-        let by_vector =
-            self.ranked_windows(&[vector.to_vec()], want, |m| range.contains_day(m.day))?;
+        let (by_vector, levels) = self.ranked_by_vector(vector, want, range)?;
         let by_terms = self
             .store
             .search_lexical(query.as_str(), want, range, None)?;
@@ -238,15 +307,15 @@ impl Service {
         let top_bm25 = by_terms.first().map_or(1.0, |t| t.1.max(f32::EPSILON));
         let linear = r.fusion == Fusion::Linear;
         let dbsf = r.fusion == Fusion::Dbsf;
-        let cosines: Vec<f32> = by_vector.iter().map(|v| v.adjusted).collect();
+        let cosines: Vec<f32> = by_vector.iter().map(|v| v.calibrated).collect();
         let scale_cosine = spread_scaler(&cosines);
         let bm25s: Vec<f32> = by_terms.iter().map(|t| t.1).collect();
         let scale_bm25 = spread_scaler(&bm25s);
         for (rank, ranked) in by_vector.into_iter().enumerate() {
             let score = if linear {
-                ranked.adjusted
+                ranked.calibrated
             } else if dbsf {
-                scale_cosine(ranked.adjusted)
+                scale_cosine(ranked.calibrated)
             } else {
                 1.0 / (r.rrf_k + rank as f32 + 1.0)
             };
@@ -265,9 +334,9 @@ impl Service {
                 std::collections::hash_map::Entry::Vacant(e) => {
                     // Found by its terms only: its cosine still counts in score fusion.
                     let score = if linear {
-                        self.story_cosine(e.key(), vector)?.unwrap_or(0.0)
+                        self.story_cosine(e.key(), vector, &levels)?.unwrap_or(0.0)
                     } else if dbsf {
-                        self.story_cosine(e.key(), vector)?
+                        self.story_cosine(e.key(), vector, &levels)?
                             .map_or(0.0, &scale_cosine)
                     } else {
                         0.0
@@ -305,8 +374,14 @@ impl Service {
         self.hydrate(hits, Some(query.as_str()), Some(vector))
     }
 
-    /// A story's best penalised window cosine against `vector` (`None`: no window).
-    fn story_cosine(&self, id: &str, vector: &[f32]) -> Result<Option<f32>, ServiceError> {
+    /// A story's best penalised window cosine against `vector`, less its kind's level
+    /// (`None`: no window).
+    fn story_cosine(
+        &self,
+        id: &str,
+        vector: &[f32],
+        levels: &Levels,
+    ) -> Result<Option<f32>, ServiceError> {
         let penalty = self.ranking.deep_window_penalty;
         Ok(self
             .store
@@ -314,13 +389,60 @@ impl Service {
             .iter()
             .map(|(m, w)| {
                 let c = crate::embed::dot(vector, w);
-                if m.start == 0 {
-                    c
-                } else {
-                    c - penalty
-                }
+                let c = if m.start == 0 { c } else { c - penalty };
+                c - levels.of(m.kind)
             })
             .reduce(f32::max))
+    }
+
+    /// The vector ranking of a query: the best `want` stories in `range` by their
+    /// calibrated score, with the level taken off each source kind. Each kind is searched
+    /// on its own (its best `max(want, candidates)` stories), its level is
+    /// `collection_shift` x the mean score of its best `n` (`candidates`, or fewer when a
+    /// kind has fewer in range: the same `n` for every kind), and the kinds are merged.
+    /// One search over everything when calibration is off.
+    fn ranked_by_vector(
+        &self,
+        vector: &[f32],
+        want: usize,
+        range: DateRange,
+    ) -> Result<(Vec<Ranked>, Levels), ServiceError> {
+        let r = self.ranking;
+        let queries = [vector.to_vec()];
+        if r.collection_shift == 0.0 {
+            let ranked = self.ranked_windows(&queries, want, |m| range.contains_day(m.day))?;
+            return Ok((ranked, Levels::default()));
+        }
+        let per_kind = want.max(r.candidates);
+        let mut kinds: Vec<(SourceKind, Vec<Ranked>)> = Vec::new();
+        for kind in [SourceKind::Digest, SourceKind::Archive] {
+            let ranked = self.ranked_windows(&queries, per_kind, |m| {
+                m.kind == kind && range.contains_day(m.day)
+            })?;
+            if !ranked.is_empty() {
+                kinds.push((kind, ranked));
+            }
+        }
+        let scores: Vec<(SourceKind, Vec<f32>)> = kinds
+            .iter()
+            .map(|(kind, ranked)| (*kind, ranked.iter().map(|x| x.adjusted).collect()))
+            .collect();
+        let levels = kind_levels(&scores, r.collection_shift, r.candidates);
+        let mut merged = Vec::new();
+        for (kind, ranked) in kinds {
+            let shift = levels.of(kind);
+            merged.extend(ranked.into_iter().map(|x| Ranked {
+                calibrated: x.adjusted - shift,
+                ..x
+            }));
+        }
+        merged.sort_by(|a, b| {
+            b.calibrated
+                .total_cmp(&a.calibrated)
+                .then_with(|| a.hit.meta.story_id.cmp(&b.hit.meta.story_id))
+        });
+        merged.truncate(want);
+        Ok((merged, levels))
     }
 
     /// Stories similar to a stored one, from its stored vectors (no model call).
@@ -415,7 +537,12 @@ impl Service {
                     match best.get(&*hit.meta.story_id) {
                         Some(b) if b.adjusted >= adjusted => {}
                         _ => {
-                            best.insert(hit.meta.story_id.to_string(), Ranked { hit, adjusted });
+                            let ranked = Ranked {
+                                hit,
+                                adjusted,
+                                calibrated: adjusted,
+                            };
+                            best.insert(ranked.hit.meta.story_id.to_string(), ranked);
                         }
                     }
                 }
@@ -595,6 +722,82 @@ mod tests {
         );
         let s = snippet(&text, 0, text.len(), Some("人形机器人"));
         assert!(s.starts_with("…Boston Dynamics"), "{s}");
+    }
+
+    #[test]
+    fn each_kind_is_levelled_by_the_same_number_of_its_best_scores() {
+        let digest = vec![0.9, 0.8, 0.7, 0.6, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5];
+        let archive: Vec<f32> = (0..40).map(|i| 0.95 - i as f32 * 0.001).collect();
+        let levels = kind_levels(
+            &[
+                (SourceKind::Digest, digest.clone()),
+                (SourceKind::Archive, archive.clone()),
+            ],
+            0.5,
+            50,
+        );
+        // Ten each: the digest's ten, the archive's best ten (not its forty).
+        let mean = |s: &[f32]| s.iter().sum::<f32>() / s.len() as f32;
+        assert!((levels.of(SourceKind::Digest) - 0.5 * mean(&digest)).abs() < 1e-6);
+        assert!((levels.of(SourceKind::Archive) - 0.5 * mean(&archive[..10])).abs() < 1e-6);
+        // A kind with too few stories in range takes the largest kind's level.
+        let few = kind_levels(
+            &[
+                (SourceKind::Digest, vec![0.99, 0.98]),
+                (SourceKind::Archive, archive.clone()),
+            ],
+            0.5,
+            20,
+        );
+        assert_eq!(few.of(SourceKind::Digest), few.of(SourceKind::Archive));
+        assert!((few.of(SourceKind::Archive) - 0.5 * mean(&archive[..20])).abs() < 1e-6);
+        // Off: nothing is taken off.
+        let off = kind_levels(&[(SourceKind::Archive, archive)], 0.0, 50);
+        assert_eq!(off.of(SourceKind::Archive), 0.0);
+    }
+
+    #[test]
+    fn calibrating_kinds_leaves_a_store_of_one_kind_in_the_same_order() {
+        use crate::embed::fake::FakeEncoder;
+        use crate::embed::Encoder;
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let encoder = Arc::new(FakeEncoder::default());
+        let store =
+            crate::store::Store::open(dir.path(), encoder.model_id(), encoder.dimension()).unwrap();
+        let plain = Service::new(Arc::new(store), encoder, 0.9);
+        let words = [
+            "robot", "chip", "model", "funding", "humanoid", "factory", "agent",
+        ];
+        let mut digest = "---\ntitle: \"t\"\ndate: 2026-01-06T12:00:00+08:00\n---\n\n".to_owned();
+        for i in 0..14 {
+            let text = format!("{} {} news {i}", words[i % 7], words[(i * 3 + 1) % 7]);
+            digest.push_str(&format!(
+                "{n}.  [{text}](https://example.com/{n})\n\n    {text}, in detail.\n\n",
+                n = i + 1
+            ));
+        }
+        plain.ingest_text("d.md", &digest).unwrap();
+        let calibrated = plain.clone_with_ranking(Ranking {
+            collection_shift: 0.5,
+            ..plain.ranking()
+        });
+        let plain = plain.clone_with_ranking(Ranking {
+            collection_shift: 0.0,
+            ..plain.ranking()
+        });
+        let query = QueryText::new("humanoid robot factory").unwrap();
+        for mode in [SearchMode::Vector, SearchMode::Hybrid] {
+            let ids = |s: &Service| -> Vec<String> {
+                s.search(&query, TopK::new(10).unwrap(), DateRange::ALL, mode)
+                    .unwrap()
+                    .into_iter()
+                    .map(|h| h.story.id)
+                    .collect()
+            };
+            assert_eq!(ids(&plain).len(), 10);
+            assert_eq!(ids(&plain), ids(&calibrated), "{mode:?}");
+        }
     }
 
     #[test]

@@ -77,6 +77,9 @@ pub struct WindowMeta {
     pub ts: i64,
     pub start: usize,
     pub end: usize,
+    /// Which input format the story came in: digest items and archive episodes score on
+    /// different scales against one query, and search calibrates each on its own.
+    pub kind: SourceKind,
 }
 
 /// A story as stored, with its digest's title.
@@ -423,6 +426,7 @@ impl Store {
             earliest((ts, s.id.clone()));
             let vector =
                 crate::embed::mean_unit_vector(new.windows.iter().map(|w| w.vector.as_slice()));
+            let kind = digest_kind(&tx, &s.digest_id)?;
             removed.extend(window_keys(&tx, &s.id)?);
             tx.execute("DELETE FROM windows WHERE story_id = ?1", [&s.id])?;
             delete_terms(&tx, &s.id)?;
@@ -475,6 +479,7 @@ impl Store {
                     ts,
                     start: w.start,
                     end: w.end,
+                    kind,
                 };
                 added.push((tx.last_insert_rowid() as u64, meta, &w.vector));
             }
@@ -691,8 +696,9 @@ impl Store {
     pub fn story_windows(&self, id: &str) -> Result<Vec<(WindowMeta, Vec<f32>)>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT w.start, w.end, w.vector, s.digest_id, s.day, s.ts FROM windows w
-             JOIN stories s ON s.id = w.story_id WHERE w.story_id = ?1 ORDER BY w.idx",
+            "SELECT w.start, w.end, w.vector, s.digest_id, s.day, s.ts, d.kind FROM windows w
+             JOIN stories s ON s.id = w.story_id JOIN digests d ON d.id = s.digest_id
+             WHERE w.story_id = ?1 ORDER BY w.idx",
         )?;
         let rows = stmt.query_map([id], |r| {
             Ok((
@@ -702,11 +708,12 @@ impl Store {
                 r.get::<_, String>(3)?,
                 r.get::<_, Option<u32>>(4)?,
                 r.get::<_, Option<i64>>(5)?,
+                r.get::<_, String>(6)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (start, end, blob, digest_id, day, ts) = row?;
+            let (start, end, blob, digest_id, day, ts, kind) = row?;
             let meta = WindowMeta {
                 story_id: id.into(),
                 digest_id: digest_id.into(),
@@ -714,6 +721,7 @@ impl Store {
                 ts: ts.unwrap_or(UNDATED_TS),
                 start: start as usize,
                 end: end as usize,
+                kind: parse_kind(&kind)?,
             };
             out.push((meta, blob_to_vector(&blob, self.dimension)?));
         }
@@ -838,11 +846,7 @@ fn digest_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredDiges
     let build = || -> Result<StoredDigest, StoreError> {
         Ok(StoredDigest {
             id: r.get(0)?,
-            kind: match kind.as_str() {
-                "digest" => SourceKind::Digest,
-                "archive" => SourceKind::Archive,
-                other => return Err(StoreError::Corrupt(format!("digest kind {other:?}"))),
-            },
+            kind: parse_kind(&kind)?,
             title: r.get(2)?,
             published: parse_time_opt(published)?,
             categories: serde_json::from_str(&categories)?,
@@ -858,6 +862,29 @@ fn kind_name(kind: SourceKind) -> &'static str {
         SourceKind::Digest => "digest",
         SourceKind::Archive => "archive",
     }
+}
+
+fn parse_kind(kind: &str) -> Result<SourceKind, StoreError> {
+    match kind {
+        "digest" => Ok(SourceKind::Digest),
+        "archive" => Ok(SourceKind::Archive),
+        other => Err(StoreError::Corrupt(format!("digest kind {other:?}"))),
+    }
+}
+
+/// The stored kind of a digest (its row is written before its stories).
+fn digest_kind(conn: &Connection, digest_id: &str) -> Result<SourceKind, StoreError> {
+    let kind: String = conn
+        .query_row("SELECT kind FROM digests WHERE id = ?1", [digest_id], |r| {
+            r.get(0)
+        })
+        .map_err(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => StoreError::Corrupt(format!(
+                "stories of digest {digest_id:?} written before the digest"
+            )),
+            e => e.into(),
+        })?;
+    parse_kind(&kind)
 }
 
 fn check_model(
@@ -1102,7 +1129,18 @@ fn load_catalog_range(
     capacity: usize,
 ) -> Result<HashMap<u64, WindowMeta>, StoreError> {
     let mut catalog = HashMap::with_capacity(capacity);
-    let mut digests: HashMap<String, Arc<str>> = HashMap::new();
+    // Digests are few beside windows: their kinds are read once, not joined per window.
+    let kinds: HashMap<String, SourceKind> = {
+        let mut stmt = conn.prepare("SELECT id, kind FROM digests")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut kinds = HashMap::new();
+        for row in rows {
+            let (id, kind) = row?;
+            kinds.insert(id, parse_kind(&kind)?);
+        }
+        kinds
+    };
+    let mut digests: HashMap<String, (Arc<str>, SourceKind)> = HashMap::new();
     let mut last_story: Option<Arc<str>> = None;
     let mut stmt = conn.prepare(
         "SELECT w.key, w.story_id, s.digest_id, s.day, w.start, w.end, s.ts
@@ -1121,12 +1159,15 @@ fn load_catalog_range(
             }
         };
         let digest = r.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
-        let digest_id = match digests.get(digest) {
-            Some(id) => Arc::clone(id),
+        let (digest_id, kind) = match digests.get(digest) {
+            Some((id, kind)) => (Arc::clone(id), *kind),
             None => {
                 let id: Arc<str> = Arc::from(digest);
-                digests.insert(digest.to_owned(), Arc::clone(&id));
-                id
+                let kind = *kinds.get(digest).ok_or_else(|| {
+                    StoreError::Corrupt(format!("window of unknown digest {digest:?}"))
+                })?;
+                digests.insert(digest.to_owned(), (Arc::clone(&id), kind));
+                (id, kind)
             }
         };
         catalog.insert(
@@ -1138,6 +1179,7 @@ fn load_catalog_range(
                 ts: r.get::<_, Option<i64>>(6)?.unwrap_or(UNDATED_TS),
                 start: r.get::<_, i64>(4)? as usize,
                 end: r.get::<_, i64>(5)? as usize,
+                kind,
             },
         );
     }
