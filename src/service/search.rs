@@ -413,9 +413,18 @@ impl Service {
             let ranked = self.ranked_windows(&queries, want, |m| range.contains_day(m.day))?;
             return Ok((ranked, Levels::default()));
         }
+        let present: Vec<SourceKind> = [SourceKind::Digest, SourceKind::Archive]
+            .into_iter()
+            .filter(|&kind| self.store.kind_in_range(kind, range))
+            .collect();
+        if present.len() < 2 {
+            // One kind: a level taken off every story changes no order.
+            let ranked = self.ranked_windows(&queries, want, |m| range.contains_day(m.day))?;
+            return Ok((ranked, Levels::default()));
+        }
         let per_kind = want.max(r.candidates);
         let mut kinds: Vec<(SourceKind, Vec<Ranked>)> = Vec::new();
-        for kind in [SourceKind::Digest, SourceKind::Archive] {
+        for kind in present {
             let ranked = self.ranked_windows(&queries, per_kind, |m| {
                 m.kind == kind && range.contains_day(m.day)
             })?;

@@ -82,6 +82,77 @@ pub struct WindowMeta {
     pub kind: SourceKind,
 }
 
+/// Windows and the span of their days, per source kind.
+#[derive(Debug, Default, Clone, Copy)]
+struct KindSpan {
+    windows: usize,
+    dated: usize,
+    first_day: u32,
+    last_day: u32,
+}
+
+#[derive(Debug, Default)]
+struct KindSpans {
+    digest: KindSpan,
+    archive: KindSpan,
+}
+
+impl KindSpans {
+    fn of<'a>(metas: impl Iterator<Item = &'a WindowMeta>) -> Self {
+        let mut spans = Self::default();
+        for meta in metas {
+            spans.add(meta);
+        }
+        spans
+    }
+
+    fn span(&mut self, kind: SourceKind) -> &mut KindSpan {
+        match kind {
+            SourceKind::Digest => &mut self.digest,
+            SourceKind::Archive => &mut self.archive,
+        }
+    }
+
+    fn add(&mut self, meta: &WindowMeta) {
+        let span = self.span(meta.kind);
+        span.windows += 1;
+        if let Some(day) = meta.day {
+            if span.dated == 0 {
+                (span.first_day, span.last_day) = (day, day);
+            } else {
+                span.first_day = span.first_day.min(day);
+                span.last_day = span.last_day.max(day);
+            }
+            span.dated += 1;
+        }
+    }
+
+    fn remove(&mut self, meta: &WindowMeta) {
+        let span = self.span(meta.kind);
+        span.windows = span.windows.saturating_sub(1);
+        if meta.day.is_some() {
+            span.dated = span.dated.saturating_sub(1);
+        }
+    }
+
+    fn may_match(&self, kind: SourceKind, range: crate::domain::DateRange) -> bool {
+        let span = match kind {
+            SourceKind::Digest => &self.digest,
+            SourceKind::Archive => &self.archive,
+        };
+        if span.windows == 0 {
+            return false;
+        }
+        if range.is_all() {
+            return true;
+        }
+        let (since, until) = range.days();
+        span.dated > 0
+            && since.is_none_or(|s| span.last_day >= s)
+            && until.is_none_or(|u| span.first_day <= u)
+    }
+}
+
 /// A story as stored, with its digest's title.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredStory {
@@ -131,6 +202,10 @@ pub struct Store {
     conn: Mutex<Connection>,
     index: RwLock<VectorIndex>,
     catalog: RwLock<HashMap<u64, WindowMeta>>,
+    /// Per source kind, how many windows and which days: a search skips a kind with no
+    /// window in its range instead of walking the whole graph for none. Updated with the
+    /// catalog (under its write lock); days only widen.
+    kinds: RwLock<KindSpans>,
 }
 
 const SCHEMA: &str = r#"
@@ -254,6 +329,7 @@ impl Store {
             model_id: model_id.to_owned(),
             dimension,
             index: RwLock::new(VectorIndex::new(dimension)?),
+            kinds: RwLock::new(KindSpans::of(catalog.values())),
             catalog: RwLock::new(catalog),
             conn: Mutex::new(conn),
         };
@@ -558,12 +634,16 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
         let mut catalog = self.catalog.write().unwrap_or_else(|p| p.into_inner());
+        let mut kinds = self.kinds.write().unwrap_or_else(|p| p.into_inner());
         for key in removed {
             index.remove(*key)?;
-            catalog.remove(key);
+            if let Some(meta) = catalog.remove(key) {
+                kinds.remove(&meta);
+            }
         }
         for (key, meta, vector) in added {
             index.add(key, vector)?;
+            kinds.add(&meta);
             catalog.insert(key, meta);
         }
         Ok(())
@@ -669,6 +749,14 @@ impl Store {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .searches_exactly()
+    }
+
+    /// Whether any window of `kind` may be published in `range` (no false "no").
+    pub fn kind_in_range(&self, kind: SourceKind, range: crate::domain::DateRange) -> bool {
+        self.kinds
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .may_match(kind, range)
     }
 
     pub fn window_count(&self) -> usize {
@@ -1226,6 +1314,32 @@ fn blob_to_vector(blob: &[u8], dimension: usize) -> Result<Vec<f32>, StoreError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kind_spans_say_which_kinds_a_date_range_can_hold() {
+        use crate::domain::DateRange;
+        let meta = |kind, day| WindowMeta {
+            story_id: "s".into(),
+            digest_id: "d".into(),
+            day,
+            ts: 0,
+            start: 0,
+            end: 1,
+            kind,
+        };
+        let january = meta(SourceKind::Digest, Some(20260106));
+        let undated = meta(SourceKind::Archive, None);
+        let mut spans = KindSpans::of([&january, &undated].into_iter());
+        let range = |a, b| DateRange::parse(Some(a), Some(b)).unwrap();
+        assert!(spans.may_match(SourceKind::Digest, DateRange::ALL));
+        assert!(spans.may_match(SourceKind::Digest, range("2026-01-01", "2026-01-06")));
+        assert!(!spans.may_match(SourceKind::Digest, range("2026-01-07", "2026-02-01")));
+        // Undated windows never match a bounded range.
+        assert!(spans.may_match(SourceKind::Archive, DateRange::ALL));
+        assert!(!spans.may_match(SourceKind::Archive, range("2026-01-01", "2026-12-31")));
+        spans.remove(&undated);
+        assert!(!spans.may_match(SourceKind::Archive, DateRange::ALL));
+    }
 
     #[test]
     fn vectors_round_trip_through_blobs() {
