@@ -3,7 +3,9 @@
 //! one-month date filter (the filter runs inside the HNSW search, so a narrow range is
 //! the slow case). Measured at the service, so it includes grouping windows into
 //! stories and reading the hits from SQLite; the query vector is given (the encoder
-//! bench measures embedding the query).
+//! bench measures embedding the query). One digest in five is stored as an archive, so
+//! `k10_calibrated` measures the per-kind calibration of the default ranking (one
+//! search per source kind) against `k10`, one plain search, in the same run.
 
 mod common;
 
@@ -14,7 +16,7 @@ use storydex::corpus::{Digest, SourceKind, Story};
 use storydex::domain::{DateRange, QueryText, TopK};
 use storydex::embed::fake::FakeEncoder;
 use storydex::embed::{Encoder, Window};
-use storydex::service::{SearchMode, Service};
+use storydex::service::{Ranking, SearchMode, Service};
 use storydex::store::{NewStory, Store};
 use time::OffsetDateTime;
 
@@ -39,7 +41,11 @@ fn build_store() -> (tempfile::TempDir, Service, common::Planted) {
         store
             .put_digest(&Digest {
                 id: id.to_owned(),
-                kind: SourceKind::Digest,
+                kind: if slot % 5 == 0 {
+                    SourceKind::Archive
+                } else {
+                    SourceKind::Digest
+                },
                 title: format!("digest {id}"),
                 published: OffsetDateTime::from_unix_timestamp(
                     1_735_689_600 + slot * common::DIGEST_SECONDS,
@@ -99,6 +105,14 @@ fn build_store() -> (tempfile::TempDir, Service, common::Planted) {
 
 fn search(c: &mut Criterion) {
     let (_dir, service, planted) = build_store();
+    let plain = service.clone_with_ranking(Ranking {
+        collection_shift: 0.0,
+        ..service.ranking()
+    });
+    let calibrated = service.clone_with_ranking(Ranking {
+        collection_shift: 0.5,
+        ..service.ranking()
+    });
     // Queries near stored stories (as a real query near its topic is), cycled.
     let mut rng = common::Rng::new(5);
     let queries: Vec<Vec<f32>> = (0..64)
@@ -130,14 +144,16 @@ fn search(c: &mut Criterion) {
             .expect("search");
         assert_eq!(hits.len(), 10, "{name}: too few stories in range");
         let mut next = 0;
-        group.bench_with_input(BenchmarkId::new("k10", name), &range, |b, range| {
-            b.iter(|| {
-                next = (next + 1) % queries.len();
-                service
-                    .search_with(&text, Some(&queries[next]), k, *range, SearchMode::Vector)
-                    .expect("search")
-            })
-        });
+        for (bench, service) in [("k10", &plain), ("k10_calibrated", &calibrated)] {
+            group.bench_with_input(BenchmarkId::new(bench, name), &range, |b, range| {
+                b.iter(|| {
+                    next = (next + 1) % queries.len();
+                    service
+                        .search_with(&text, Some(&queries[next]), k, *range, SearchMode::Vector)
+                        .expect("search")
+                })
+            });
+        }
     }
     group.finish();
 }
