@@ -1,5 +1,5 @@
-//! The usearch index over window vectors, derived from SQLite and rebuildable: searched
-//! exactly up to [`EXACT_SEARCH_MAX`] vectors, through its HNSW graph beyond.
+//! The usearch HNSW index over window vectors, derived from SQLite and rebuildable
+//! (small stores are searched exactly instead: [`super::flat`]).
 //!
 //! Owns: the index file, its atomic save (temp file, fsync, rename) and the sidecar that
 //! says which store generation and model it reflects. Must not: be trusted over SQLite;
@@ -30,15 +30,7 @@ pub(crate) struct VectorIndex {
     /// store this way takes milliseconds instead of reading 1.7 GB; searches read the
     /// pages they touch.
     viewed: Option<PathBuf>,
-    /// Searched exactly while it holds at most this many vectors ([`EXACT_SEARCH_MAX`]).
-    exact_max: usize,
 }
-
-/// Indexes of at most this many vectors are searched exactly (every vector compared: 2-3
-/// ms at this size, most of a year of digests), larger ones through the HNSW graph. On
-/// e5's vectors, whose cosines all crowd into 0.75-0.9, the graph at `expansion_search`
-/// 64 missed a top-50 window even among the sample's 989.
-pub(crate) const EXACT_SEARCH_MAX: usize = 50_000;
 
 /// Search contexts reserved in every index; more concurrent searches than this wait.
 const SEARCH_CONTEXTS: usize = 32;
@@ -104,7 +96,6 @@ impl VectorIndex {
             dimension,
             contexts: Contexts::new(SEARCH_CONTEXTS),
             viewed: None,
-            exact_max: EXACT_SEARCH_MAX,
         })
     }
 
@@ -195,17 +186,6 @@ impl VectorIndex {
         self.index.change_expansion_search(n);
     }
 
-    /// Whether a search compares every vector (and so costs the same for any count).
-    pub(crate) fn searches_exactly(&self) -> bool {
-        self.index.size() <= self.exact_max
-    }
-
-    /// Up to how many vectors searches compare every vector instead of walking the graph.
-    #[cfg(test)]
-    pub(crate) fn set_exact_search_max(&mut self, n: usize) {
-        self.exact_max = n;
-    }
-
     pub(crate) fn add(&mut self, key: u64, vector: &[f32]) -> Result<(), StoreError> {
         if vector.len() != self.dimension {
             return Err(StoreError::Dimension {
@@ -236,40 +216,19 @@ impl VectorIndex {
         count: usize,
         keep: impl Fn(u64) -> bool,
     ) -> Result<Vec<(u64, f32)>, StoreError> {
-        let size = self.index.size();
-        if size == 0 || count == 0 {
+        if self.index.size() == 0 || count == 0 {
             return Ok(Vec::new());
         }
-        let similarity = |m: usearch::ffi::Matches| -> Vec<(u64, f32)> {
-            m.keys
-                .into_iter()
-                .zip(m.distances)
-                .map(|(key, distance)| (key, 1.0 - distance))
-                .collect()
-        };
-        if size > self.exact_max {
-            let matches = self
-                .contexts
-                .with(|| self.index.filtered_search(query, count, keep))
-                .map_err(usearch_error)?;
-            return Ok(similarity(matches));
-        }
-        // Brute force, filtered afterwards: widened until `count` pass or none are left.
-        let mut asked = count.min(size);
-        loop {
-            let matches = self
-                .contexts
-                .with(|| self.index.exact_search(query, asked))
-                .map_err(usearch_error)?;
-            let exhausted = matches.keys.len() < asked || asked >= size;
-            let mut kept = similarity(matches);
-            kept.retain(|(key, _)| keep(*key));
-            if kept.len() >= count || exhausted {
-                kept.truncate(count);
-                return Ok(kept);
-            }
-            asked = (asked * 4).min(size);
-        }
+        let matches = self
+            .contexts
+            .with(|| self.index.filtered_search(query, count, keep))
+            .map_err(usearch_error)?;
+        Ok(matches
+            .keys
+            .into_iter()
+            .zip(matches.distances)
+            .map(|(key, distance)| (key, 1.0 - distance))
+            .collect())
     }
 
     /// Saves atomically: a reader never sees a half-written index or a stale stamp. A
@@ -333,14 +292,7 @@ mod tests {
 
     #[test]
     fn search_returns_cosine_similarity_best_first_and_respects_the_filter() {
-        for exact_max in [EXACT_SEARCH_MAX, 0] {
-            best_first_and_filtered(exact_max);
-        }
-    }
-
-    fn best_first_and_filtered(exact_max: usize) {
         let mut index = VectorIndex::new(3).unwrap();
-        index.set_exact_search_max(exact_max);
         index.add(1, &unit(&[1.0, 0.0, 0.0])).unwrap();
         index.add(2, &unit(&[1.0, 1.0, 0.0])).unwrap();
         index.add(3, &unit(&[0.0, 0.0, 1.0])).unwrap();
@@ -370,48 +322,10 @@ mod tests {
     }
 
     #[test]
-    fn small_indexes_are_searched_exactly_and_filtered_after() {
-        let vectors = scattered(500, 16);
-        let mut index = VectorIndex::new(16).unwrap();
-        for (k, v) in vectors.iter().enumerate() {
-            index.add(k as u64, v).unwrap();
-        }
-        index.remove(0).unwrap();
-        for q in vectors.iter().step_by(37) {
-            // Only one key in 40 passes: the search widens until it has ten of them.
-            let keep = |k: u64| k.is_multiple_of(40);
-            let mut want: Vec<(u64, f32)> = vectors
-                .iter()
-                .enumerate()
-                .map(|(k, v)| (k as u64, v.iter().zip(q).map(|(a, b)| a * b).sum::<f32>()))
-                .filter(|(k, _)| keep(*k) && *k != 0)
-                .collect();
-            want.sort_by(|a, b| b.1.total_cmp(&a.1));
-            want.truncate(10);
-            let got = index.search(q, 10, keep).unwrap();
-            assert_eq!(
-                got.iter().map(|h| h.0).collect::<Vec<_>>(),
-                want.iter().map(|h| h.0).collect::<Vec<_>>()
-            );
-            assert!(got.iter().zip(&want).all(|(g, w)| (g.1 - w.1).abs() < 1e-4));
-            // Fewer pass than asked for: all of them, nothing removed.
-            assert_eq!(index.search(q, 100, keep).unwrap().len(), 12);
-        }
-    }
-
-    #[test]
     fn a_saved_index_opens_as_a_view_that_answers_like_the_original_and_changes_in_memory() {
-        // Both ways of searching: exactly (small indexes) and through the graph.
-        for exact_max in [EXACT_SEARCH_MAX, 0] {
-            a_view_answers_like_the_original(exact_max);
-        }
-    }
-
-    fn a_view_answers_like_the_original(exact_max: usize) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index.usearch");
         let mut original = VectorIndex::new(8).unwrap();
-        original.set_exact_search_max(exact_max);
         let vectors = scattered(300, 8);
         for (k, v) in vectors.iter().enumerate() {
             original.add(k as u64, v).unwrap();
@@ -425,7 +339,6 @@ mod tests {
         let mut view = VectorIndex::load_if_current(&path, 8, &stamp)
             .unwrap()
             .expect("a current index");
-        view.set_exact_search_max(exact_max);
         assert!(view.is_view());
         // Saving an unchanged view under a newer stamp keeps the file and moves the stamp.
         let bumped = IndexStamp {
@@ -468,10 +381,9 @@ mod tests {
             ..stamp
         };
         view.save(&path, &changed).unwrap();
-        let mut reopened = VectorIndex::load_if_current(&path, 8, &changed)
+        let reopened = VectorIndex::load_if_current(&path, 8, &changed)
             .unwrap()
             .unwrap();
-        reopened.set_exact_search_max(exact_max);
         assert_eq!(
             reopened.search(&vectors[3], 1, |_| true).unwrap()[0].0,
             1000

@@ -4,11 +4,13 @@
 //! vectors, the in-memory catalog of window keys used to filter searches, and keeping
 //! the index consistent with SQLite. Must not: parse files or run the model.
 //!
-//! Locking order (never the other way round): `conn`, then `index`, then `catalog`.
+//! Locking order (never the other way round): `conn`, then `index`, then `catalog`, then
+//! `kinds`, then `flat`.
 //! Writers commit to SQLite first, then update the index; readers only take `index`
 //! and `catalog` read locks, so searches keep answering during an ingest.
 
 mod clusters;
+mod flat;
 mod index;
 mod lock;
 
@@ -24,6 +26,7 @@ use crate::corpus::{Digest, SourceKind, Story};
 use crate::embed::Window;
 use clusters::UNDATED_TS;
 pub use clusters::{ClusterMembers, ReclusterReport};
+pub use flat::EXACT_SEARCH_MAX;
 use index::{IndexStamp, VectorIndex};
 pub use lock::WriterLock;
 
@@ -206,6 +209,10 @@ pub struct Store {
     /// window in its range instead of walking the whole graph for none. Updated with the
     /// catalog (under its write lock); days only widen.
     kinds: RwLock<KindSpans>,
+    /// Every window's vector in one block while the store has at most
+    /// [`EXACT_SEARCH_MAX`] windows: searched by comparing them all ([`flat`]). `None`
+    /// beyond, where the HNSW index answers.
+    flat: RwLock<Option<flat::FlatIndex>>,
 }
 
 const SCHEMA: &str = r#"
@@ -330,6 +337,7 @@ impl Store {
             dimension,
             index: RwLock::new(VectorIndex::new(dimension)?),
             kinds: RwLock::new(KindSpans::of(catalog.values())),
+            flat: RwLock::new(load_flat(&conn, &catalog, dimension)?),
             catalog: RwLock::new(catalog),
             conn: Mutex::new(conn),
         };
@@ -635,16 +643,27 @@ impl Store {
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
         let mut catalog = self.catalog.write().unwrap_or_else(|p| p.into_inner());
         let mut kinds = self.kinds.write().unwrap_or_else(|p| p.into_inner());
+        let mut flat = self.flat.write().unwrap_or_else(|p| p.into_inner());
         for key in removed {
             index.remove(*key)?;
             if let Some(meta) = catalog.remove(key) {
                 kinds.remove(&meta);
             }
+            if let Some(flat) = flat.as_mut() {
+                flat.remove(*key);
+            }
         }
         for (key, meta, vector) in added {
             index.add(key, vector)?;
             kinds.add(&meta);
+            if let Some(flat) = flat.as_mut() {
+                flat.add(key, meta.clone(), vector);
+            }
             catalog.insert(key, meta);
+        }
+        if flat.as_ref().is_some_and(|f| f.len() > EXACT_SEARCH_MAX) {
+            // Grown past a scan: the graph answers from now on.
+            *flat = None;
         }
         Ok(())
     }
@@ -664,6 +683,17 @@ impl Store {
         }
         let index = self.index.read().unwrap_or_else(|p| p.into_inner());
         let catalog = self.catalog.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(flat) = self.flat.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            return Ok(flat
+                .search(query, count, &keep)
+                .into_iter()
+                .map(|(key, score, meta)| WindowHit {
+                    key,
+                    score,
+                    meta: meta.clone(),
+                })
+                .collect());
+        }
         let hits = index.search(query, count, |key| catalog.get(&key).is_some_and(&keep))?;
         Ok(hits
             .into_iter()
@@ -745,10 +775,10 @@ impl Store {
     /// Whether a window search compares every window: it then costs the same for any
     /// count, so callers may ask for many at once instead of widening step by step.
     pub fn searches_exactly(&self) -> bool {
-        self.index
+        self.flat
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .searches_exactly()
+            .is_some()
     }
 
     /// Whether any window of `kind` may be published in `range` (no false "no").
@@ -1171,6 +1201,30 @@ fn window_keys(conn: &Connection, story_id: &str) -> Result<Vec<u64>, StoreError
 ///
 /// A large store is read in two halves of the key range at once, the second through its
 /// own read-only connection to `db` (SQLite's join, not the map, is most of the time).
+/// The exact-search block of a store of at most [`EXACT_SEARCH_MAX`] windows, from the
+/// vectors in SQLite (`None` for a larger store).
+fn load_flat(
+    conn: &Connection,
+    catalog: &HashMap<u64, WindowMeta>,
+    dimension: usize,
+) -> Result<Option<flat::FlatIndex>, StoreError> {
+    if catalog.len() > EXACT_SEARCH_MAX {
+        return Ok(None);
+    }
+    let mut flat = flat::FlatIndex::new(dimension);
+    let mut stmt = conn.prepare("SELECT key, vector FROM windows")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let key = r.get::<_, i64>(0)? as u64;
+        let meta = catalog
+            .get(&key)
+            .ok_or_else(|| StoreError::Corrupt(format!("window {key} missing from the catalog")))?;
+        let blob = r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+        flat.add(key, meta.clone(), &blob_to_vector(blob, dimension)?);
+    }
+    Ok(Some(flat))
+}
+
 fn load_catalog(conn: &Connection, db: &Path) -> Result<HashMap<u64, WindowMeta>, StoreError> {
     // Below this many windows one thread reads them all.
     load_catalog_split(conn, db, 100_000)
