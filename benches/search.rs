@@ -16,7 +16,7 @@ use storydex::corpus::{Digest, SourceKind, Story};
 use storydex::domain::{DateRange, QueryText, TopK};
 use storydex::embed::fake::FakeEncoder;
 use storydex::embed::{Encoder, Window};
-use storydex::service::{Ranking, SearchMode, Service};
+use storydex::service::{SearchMode, Service};
 use storydex::store::{NewStory, Store};
 use time::OffsetDateTime;
 
@@ -105,14 +105,8 @@ fn build_store() -> (tempfile::TempDir, Service, common::Planted) {
 
 fn search(c: &mut Criterion) {
     let (_dir, service, planted) = build_store();
-    let plain = service.clone_with_ranking(Ranking {
-        collection_shift: 0.0,
-        ..service.ranking()
-    });
-    let calibrated = service.clone_with_ranking(Ranking {
-        collection_shift: 0.5,
-        ..service.ranking()
-    });
+    let plain = service.clone_with_ranking(service.ranking().with_collection_shift(0.0));
+    let calibrated = service.clone_with_ranking(service.ranking().with_collection_shift(0.5));
     // Queries near stored stories (as a real query near its topic is), cycled.
     let mut rng = common::Rng::new(5);
     let queries: Vec<Vec<f32>> = (0..64)

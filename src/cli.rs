@@ -410,23 +410,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if let Some(path) = dump_check {
                 let posts = crate::eval::load_posts(&sets.join("check_en.toml"))?;
-                let mut out = String::new();
-                for c in crate::eval::candidate_signals(&service, &posts)? {
-                    out.push_str(&serde_json::to_string(&c)?);
-                    out.push('\n');
-                }
-                std::fs::write(&path, out)?;
-                return Ok(());
+                return write_json_lines(&path, crate::eval::candidate_signals(&service, &posts)?);
             }
             if let Some(path) = dump_search {
                 let queries = crate::eval::load_queries(&sets.join("search.toml"))?;
-                let mut out = String::new();
-                for row in crate::eval::search_signals(&service, &queries)? {
-                    out.push_str(&serde_json::to_string(&row)?);
-                    out.push('\n');
-                }
-                std::fs::write(&path, out)?;
-                return Ok(());
+                return write_json_lines(&path, crate::eval::search_signals(&service, &queries)?);
             }
             print!("{}", crate::eval::report(&service, &sets, sweep, verbose)?);
             Ok(())
@@ -752,5 +740,16 @@ fn print_check(response: &CheckResponse) -> anyhow::Result<()> {
             )?;
         }
     }
+    Ok(())
+}
+
+/// Writes `rows` to `path` as JSON lines (`storydex eval --dump-*`).
+fn write_json_lines<T: serde::Serialize>(path: &Path, rows: Vec<T>) -> anyhow::Result<()> {
+    let mut out = String::new();
+    for row in rows {
+        out.push_str(&serde_json::to_string(&row)?);
+        out.push('\n');
+    }
+    std::fs::write(path, out)?;
     Ok(())
 }

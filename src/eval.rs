@@ -495,10 +495,7 @@ pub fn sweep_variants(base: Ranking) -> Vec<(String, Ranking)> {
     for shift in [0.0, 0.25, 0.5, 0.75, 1.0] {
         out.push((
             format!("collection_shift={shift}"),
-            Ranking {
-                collection_shift: shift,
-                ..base
-            },
+            base.with_collection_shift(shift),
         ));
     }
     for candidates in [20, 30, 100] {
@@ -561,10 +558,7 @@ pub fn report(
             collection_shift: 0.0,
             ..current
         };
-        let uncalibrated = Ranking {
-            collection_shift: 0.0,
-            ..current
-        };
+        let uncalibrated = current.with_collection_shift(0.0);
         let rows: [(&str, Ranking, SearchMode); 7] = [
             ("v1: vector, max over windows", v1, SearchMode::Vector),
             (

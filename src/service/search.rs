@@ -123,6 +123,16 @@ fn spread_scaler(scores: &[f32]) -> impl Fn(f32) -> f32 {
     }
 }
 
+impl Ranking {
+    /// These knobs with another [`Ranking::collection_shift`] (0: kinds not calibrated).
+    pub fn with_collection_shift(self, collection_shift: f32) -> Self {
+        Self {
+            collection_shift,
+            ..self
+        }
+    }
+}
+
 impl Default for Ranking {
     fn default() -> Self {
         Self {
@@ -787,14 +797,8 @@ mod tests {
             ));
         }
         plain.ingest_text("d.md", &digest).unwrap();
-        let calibrated = plain.clone_with_ranking(Ranking {
-            collection_shift: 0.5,
-            ..plain.ranking()
-        });
-        let plain = plain.clone_with_ranking(Ranking {
-            collection_shift: 0.0,
-            ..plain.ranking()
-        });
+        let calibrated = plain.clone_with_ranking(plain.ranking().with_collection_shift(0.5));
+        let plain = plain.clone_with_ranking(plain.ranking().with_collection_shift(0.0));
         let query = QueryText::new("humanoid robot factory").unwrap();
         for mode in [SearchMode::Vector, SearchMode::Hybrid] {
             let ids = |s: &Service| -> Vec<String> {

@@ -15,7 +15,7 @@ use storydex::cli::{Common, ModelArgs};
 use storydex::domain::{DateRange, QueryText, TopK};
 use storydex::embed::{dot, Encoder};
 use storydex::eval::{self, SearchScore, Split};
-use storydex::service::{IngestReport, Ranking, SearchMode, Service, StoryHit, Tuning};
+use storydex::service::{IngestReport, SearchMode, Service, StoryHit, Tuning};
 use storydex::store::{day_of, Store};
 use tempfile::TempDir;
 
@@ -344,10 +344,7 @@ fn hybrid_search_meets_the_quality_bar_on_held_out_queries() {
 fn vector_search_returns_the_exact_best_stories_under_the_window_penalty() {
     // The window search itself, before the source kinds are calibrated.
     let shared = &full_sample().service;
-    let service = &shared.clone_with_ranking(Ranking {
-        collection_shift: 0.0,
-        ..shared.ranking()
-    });
+    let service = &shared.clone_with_ranking(shared.ranking().with_collection_shift(0.0));
     let penalty = service.ranking().deep_window_penalty;
     assert!(penalty > 0.0, "the test needs a penalty to mean anything");
     let store = service.store();
