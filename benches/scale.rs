@@ -125,7 +125,12 @@ fn ingest(
         store
             .put_digest(&Digest {
                 id: digest.clone(),
-                kind: SourceKind::Digest,
+                // One file in twenty an archive, so search calibrates two source kinds.
+                kind: if slot % 20 == 0 {
+                    SourceKind::Archive
+                } else {
+                    SourceKind::Digest
+                },
                 title: format!("digest {digest}"),
                 published: Some(time_of(slot * common::DIGEST_SECONDS)),
                 categories: vec!["AI".into()],
@@ -218,8 +223,11 @@ fn measure(
         .build()
         .expect("runtime");
     let state = AppState::new(&ServeSettings::default());
+    // The shipped ranking (source kinds calibrated), the planted events' threshold.
+    let mut tuning = storydex::service::Tuning::from(common::THRESHOLD);
+    tuning.ranking = storydex::embed::ModelSpec::default_model().search;
     state
-        .set_ready(Arc::clone(&store), encoder.clone(), common::THRESHOLD)
+        .set_ready(Arc::clone(&store), encoder.clone(), tuning)
         .expect("ready");
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -285,6 +293,43 @@ fn measure(
     println!("RSS after the requests: {:.0} MiB", rss_mib());
     let _ = tx.send(());
     let _ = runtime.block_on(server);
+    // 4b. Search with and without calibrating the source kinds, same store, same queries
+    // (stored story vectors), in the service: what the second kind's search costs.
+    {
+        let service =
+            storydex::service::Service::new(Arc::clone(&store), encoder.clone(), common::THRESHOLD);
+        let probes = store.story_vectors().expect("vectors");
+        let text = storydex::domain::QueryText::new("probe").expect("query");
+        let k = storydex::domain::TopK::new(10).expect("k");
+        for shift in [0.0, 0.5] {
+            let service = service.clone_with_ranking(
+                storydex::embed::ModelSpec::default_model()
+                    .search
+                    .with_collection_shift(shift),
+            );
+            let took: Vec<Duration> = probes
+                .iter()
+                .step_by((probes.len() / n).max(1))
+                .map(|p| {
+                    let t = Instant::now();
+                    service
+                        .search_with(
+                            &text,
+                            Some(&p.vector),
+                            k,
+                            storydex::domain::DateRange::ALL,
+                            storydex::service::SearchMode::Vector,
+                        )
+                        .expect("search");
+                    t.elapsed()
+                })
+                .collect();
+            println!(
+                "vector search in the service, collection_shift {shift}: {}",
+                quantiles(took)
+            );
+        }
+    }
     // 5. Recall@10 of the index against exact search over the stored story vectors (one
     // window per story here), 200 stored vectors as queries. Last: it loads them all.
     let all = store.story_vectors().expect("vectors");
