@@ -23,7 +23,10 @@ pub struct Hit {
     /// The ranking score: the cosine in `vector` mode, BM25 in `lexical` mode, and in
     /// `hybrid` mode the fused score: each ranking's score scaled by its spread over the
     /// candidates (about 0 to 1 each, above 1 for a clear outlier), weighted and summed,
-    /// then divided by the sum of the weights. Results are sorted by it.
+    /// then divided by the sum of the weights. Results are sorted by it, except that in
+    /// `vector` mode each source kind's level for the query is taken off first (digest
+    /// items and archive episodes score on different scales), so an item may sit above
+    /// an episode whose cosine is a little higher.
     pub score: f32,
     /// Cosine similarity between the query and the story's best-matching window (null in
     /// `lexical` mode).

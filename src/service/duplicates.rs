@@ -480,20 +480,22 @@ impl Service {
 
 /// How long after a draft a stored story may be published and still count as earlier
 /// coverage: a digest ("过去4小时全球AI发生了什么？") reports the sources of the four hours
-/// before its own time, so an English post from 11:20 was covered by the 12:00 digest. The
-/// next digest, four hours on, no longer counts (a backfill must not call the later of two
-/// repeats the earlier one's coverage).
-pub(crate) const DIGEST_PERIOD: time::Duration = time::Duration::hours(4);
+/// before its own time, so an English post from 11:20 was covered by the 12:00 digest. A
+/// quarter of an hour short of four hours, because digests go out a few seconds or
+/// minutes late (12:00:56, 16:00:09): the next digest, four hours on, must not count (a
+/// backfill must not call the later of two repeats the earlier one's coverage).
+pub(crate) const COVERAGE_LEAD: time::Duration = time::Duration::minutes(4 * 60 - 15);
 
 /// Whether a story published at `other` can be earlier coverage of a draft published at
-/// `draft`: published before the draft, or within the digest period after it. Undated
+/// `draft`: published before the draft, or within [`COVERAGE_LEAD`] after it. Undated
 /// either side: yes.
 pub(crate) fn could_have_covered(
     other: Option<OffsetDateTime>,
     draft: Option<OffsetDateTime>,
 ) -> bool {
     match (other, draft) {
-        (Some(o), Some(d)) => o < d + DIGEST_PERIOD,
+        // A draft dated at the end of time has no "after": every earlier story counts.
+        (Some(o), Some(d)) => d.checked_add(COVERAGE_LEAD).is_none_or(|limit| o < limit),
         _ => true,
     }
 }
@@ -588,9 +590,15 @@ mod tests {
         // The 12:00 digest reported an 11:20 post; so did any digest before it.
         assert!(could_have_covered(at("2026-01-06T12:00:00+08:00"), post));
         assert!(could_have_covered(at("2026-01-05T12:00:00+08:00"), post));
-        assert!(could_have_covered(at("2026-01-06T15:19:59+08:00"), post));
-        // Four hours on is the next digest's period, not this post's coverage.
+        assert!(could_have_covered(at("2026-01-06T15:04:59+08:00"), post));
+        // Four hours on is the next digest's period, not this post's coverage, even when
+        // the digests went out a little late.
+        let digest = at("2026-01-06T12:00:56+08:00");
+        assert!(!could_have_covered(at("2026-01-06T16:00:09+08:00"), digest));
         assert!(!could_have_covered(at("2026-01-06T15:20:00+08:00"), post));
+        // A draft at the end of time: no overflow, earlier stories count.
+        let last = at("9999-12-31T22:00:00+08:00");
+        assert!(could_have_covered(at("2026-01-06T12:00:00+08:00"), last));
         assert!(!could_have_covered(at("2026-01-07T00:00:00+08:00"), post));
         assert!(could_have_covered(None, post));
         assert!(could_have_covered(at("2026-01-07T00:00:00+08:00"), None));

@@ -208,7 +208,9 @@ impl Levels {
 pub struct StoryHit {
     pub story: StoredStory,
     /// The ranking score of the mode used: cosine (vector), BM25 (lexical), or the fused
-    /// score divided by the sum of the fusion's weights (hybrid).
+    /// score divided by the sum of the fusion's weights (hybrid). In vector mode the order
+    /// also takes each source kind's level off ([`Ranking::collection_shift`]), so a digest
+    /// item may rank above an episode with a slightly higher cosine.
     pub score: f32,
     /// Cosine similarity of the best-matching window (absent in lexical mode).
     pub cosine: Option<f32>,
@@ -419,16 +421,16 @@ impl Service {
     ) -> Result<(Vec<Ranked>, Levels), ServiceError> {
         let r = self.ranking;
         let queries = [vector.to_vec()];
-        if r.collection_shift == 0.0 {
-            let ranked = self.ranked_windows(&queries, want, |m| range.contains_day(m.day))?;
-            return Ok((ranked, Levels::default()));
-        }
         let present: Vec<SourceKind> = [SourceKind::Digest, SourceKind::Archive]
             .into_iter()
             .filter(|&kind| self.store.kind_in_range(kind, range))
             .collect();
-        if present.len() < 2 {
-            // One kind: a level taken off every story changes no order.
+        if present.is_empty() {
+            // Nothing in range: no search needs to look.
+            return Ok((Vec::new(), Levels::default()));
+        }
+        if r.collection_shift == 0.0 || present.len() < 2 {
+            // Not calibrated, or one kind: a level taken off every story changes no order.
             let ranked = self.ranked_windows(&queries, want, |m| range.contains_day(m.day))?;
             return Ok((ranked, Levels::default()));
         }
@@ -531,18 +533,18 @@ impl Service {
         let penalty = self.ranking.deep_window_penalty;
         let total = self.store.window_count();
         let settle_limit = k * 16 + 256;
-        let first = if self.store.searches_exactly() {
-            settle_limit
-        } else {
-            k * 4 + 16
-        };
+        let exact = self.store.searches_exactly();
+        let first = if exact { settle_limit } else { k * 4 + 16 };
         let mut want = first.min(total.max(1));
         loop {
             let mut best: HashMap<String, Ranked> = HashMap::new();
             // The best score an unfetched window could have, over all queries.
             let mut unseen = f32::NEG_INFINITY;
+            // An exact search that returned fewer than asked has seen every match.
+            let mut exhausted = exact;
             for q in queries {
                 let hits = self.store.search_windows(q, want, &keep)?;
+                exhausted &= hits.len() < want;
                 if hits.len() >= want {
                     let last = hits.iter().map(|h| h.score).fold(f32::INFINITY, f32::min);
                     unseen = unseen.max(last);
@@ -577,7 +579,7 @@ impl Service {
             // thousand windows at scale) the order of the last places is left as found.
             let settled =
                 k == 0 || (enough && (ranked[k - 1].adjusted >= unseen || want >= settle_limit));
-            if settled || want >= total {
+            if settled || exhausted || want >= total {
                 ranked.truncate(k);
                 return Ok(ranked);
             }
@@ -665,10 +667,10 @@ fn densest_start(chars: &[char], query: &str) -> usize {
     // (position, term) of every occurrence.
     let mut hits: Vec<(usize, usize)> = Vec::new();
     for (t, term) in terms.iter().enumerate() {
-        if term.is_empty() {
+        if term.is_empty() || term.len() > lower.len() {
             continue;
         }
-        for i in 0..=lower.len().saturating_sub(term.len()) {
+        for i in 0..=lower.len() - term.len() {
             if lower[i..i + term.len()] == term[..] {
                 hits.push((i, t));
             }
@@ -811,6 +813,13 @@ mod tests {
             assert_eq!(ids(&plain).len(), 10);
             assert_eq!(ids(&plain), ids(&calibrated), "{mode:?}");
         }
+    }
+
+    #[test]
+    fn a_query_word_longer_than_the_passage_is_simply_not_found() {
+        let text = "新闻".repeat(400);
+        let query = "a".repeat(1500);
+        assert!(snippet(&text, 0, text.len(), Some(&query)).starts_with("新闻"));
     }
 
     #[test]

@@ -1195,12 +1195,6 @@ fn window_keys(conn: &Connection, story_id: &str) -> Result<Vec<u64>, StoreError
         .collect::<Result<_, _>>()?)
 }
 
-/// Every window's [`WindowMeta`]. The map is sized from the count first (growing it
-/// rehashed a million entries several times), and ids are shared: a story's windows
-/// come one after another, and a digest's ids repeat.
-///
-/// A large store is read in two halves of the key range at once, the second through its
-/// own read-only connection to `db` (SQLite's join, not the map, is most of the time).
 /// The exact-search block of a store of at most [`EXACT_SEARCH_MAX`] windows, from the
 /// vectors in SQLite (`None` for a larger store).
 fn load_flat(
@@ -1225,6 +1219,12 @@ fn load_flat(
     Ok(Some(flat))
 }
 
+/// Every window's [`WindowMeta`]. The map is sized from the count first (growing it
+/// rehashed a million entries several times), and ids are shared: a story's windows
+/// come one after another, and a digest's ids repeat.
+///
+/// A large store is read in two halves of the key range at once, the second through its
+/// own read-only connection to `db` (SQLite's join, not the map, is most of the time).
 fn load_catalog(conn: &Connection, db: &Path) -> Result<HashMap<u64, WindowMeta>, StoreError> {
     // Below this many windows one thread reads them all.
     load_catalog_split(conn, db, 100_000)
