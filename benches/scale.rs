@@ -354,7 +354,7 @@ fn measure(
             let t = Instant::now();
             // Window keys are not story indices: compare by score (ties are equal).
             let hits = store
-                .search_windows(&all[p].vector, 10, |_| true)
+                .search_windows(&all[p].vector, 10, None, |_| true)
                 .expect("search")
                 .into_iter()
                 .filter(|h| h.score >= tenth - 1e-6)

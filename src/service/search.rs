@@ -431,14 +431,15 @@ impl Service {
         }
         if r.collection_shift == 0.0 || present.len() < 2 {
             // Not calibrated, or one kind: a level taken off every story changes no order.
-            let ranked = self.ranked_windows(&queries, want, |m| range.contains_day(m.day))?;
+            let ranked =
+                self.ranked_windows(&queries, want, None, |m| range.contains_day(m.day))?;
             return Ok((ranked, Levels::default()));
         }
         let per_kind = want.max(r.candidates);
         let mut kinds: Vec<(SourceKind, Vec<Ranked>)> = Vec::new();
         for kind in present {
-            let ranked = self.ranked_windows(&queries, per_kind, |m| {
-                m.kind == kind && range.contains_day(m.day)
+            let ranked = self.ranked_windows(&queries, per_kind, Some(kind), |m| {
+                range.contains_day(m.day)
             })?;
             if !ranked.is_empty() {
                 kinds.push((kind, ranked));
@@ -483,7 +484,7 @@ impl Service {
         };
         let digest_id = first.digest_id.clone();
         let queries: Vec<Vec<f32>> = windows.into_iter().map(|(_, v)| v).collect();
-        let ranked = self.ranked_windows(&queries, k.get(), |m| {
+        let ranked = self.ranked_windows(&queries, k.get(), None, |m| {
             &*m.story_id != id
                 && (!other_digests_only || m.digest_id != digest_id)
                 && range.contains_day(m.day)
@@ -518,7 +519,7 @@ impl Service {
         keep: impl Fn(&WindowMeta) -> bool,
     ) -> Result<Vec<WindowHit>, ServiceError> {
         Ok(self
-            .ranked_windows(queries, k, keep)?
+            .ranked_windows(queries, k, None, keep)?
             .into_iter()
             .map(|r| r.hit)
             .collect())
@@ -528,12 +529,13 @@ impl Service {
         &self,
         queries: &[Vec<f32>],
         k: usize,
+        kind: Option<SourceKind>,
         keep: impl Fn(&WindowMeta) -> bool,
     ) -> Result<Vec<Ranked>, ServiceError> {
         let penalty = self.ranking.deep_window_penalty;
         let total = self.store.window_count();
         let settle_limit = k * 16 + 256;
-        let exact = self.store.searches_exactly();
+        let exact = self.store.searches_exactly(kind);
         let first = if exact { settle_limit } else { k * 4 + 16 };
         let mut want = first.min(total.max(1));
         loop {
@@ -543,7 +545,7 @@ impl Service {
             // An exact search that returned fewer than asked has seen every match.
             let mut exhausted = exact;
             for q in queries {
-                let hits = self.store.search_windows(q, want, &keep)?;
+                let hits = self.store.search_windows(q, want, kind, &keep)?;
                 exhausted &= hits.len() < want;
                 if hits.len() >= want {
                     let last = hits.iter().map(|h| h.score).fold(f32::INFINITY, f32::min);

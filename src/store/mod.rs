@@ -209,10 +209,11 @@ pub struct Store {
     /// window in its range instead of walking the whole graph for none. Updated with the
     /// catalog (under its write lock); days only widen.
     kinds: RwLock<KindSpans>,
-    /// Every window's vector in one block while the store has at most
+    /// Per source kind, every window's vector in one block while the kind has at most
     /// [`EXACT_SEARCH_MAX`] windows: searched by comparing them all ([`flat`]). `None`
-    /// beyond, where the HNSW index answers.
-    flat: RwLock<Option<flat::FlatIndex>>,
+    /// beyond, where the HNSW index answers. A small archive beside a million digest
+    /// items keeps its block, so a search of the archive alone stays a scan.
+    flat: RwLock<FlatBlocks>,
 }
 
 const SCHEMA: &str = r#"
@@ -648,23 +649,21 @@ impl Store {
             index.remove(*key)?;
             if let Some(meta) = catalog.remove(key) {
                 kinds.remove(&meta);
-            }
-            if let Some(flat) = flat.as_mut() {
-                flat.remove(*key);
+                if let Some(block) = flat.get_mut(meta.kind) {
+                    block.remove(*key);
+                }
             }
         }
         for (key, meta, vector) in added {
             index.add(key, vector)?;
             kinds.add(&meta);
-            if let Some(flat) = flat.as_mut() {
-                flat.add(key, meta.clone(), vector);
+            if let Some(block) = flat.get_mut(meta.kind) {
+                block.add(key, meta.clone(), vector);
             }
             catalog.insert(key, meta);
         }
-        if flat.as_ref().is_some_and(|f| f.len() > EXACT_SEARCH_MAX) {
-            // Grown past a scan: the graph answers from now on.
-            *flat = None;
-        }
+        // A kind grown past a scan: the graph answers for it from now on.
+        flat.drop_oversized();
         Ok(())
     }
 
@@ -673,6 +672,7 @@ impl Store {
         &self,
         query: &[f32],
         count: usize,
+        kind: Option<SourceKind>,
         keep: impl Fn(&WindowMeta) -> bool,
     ) -> Result<Vec<WindowHit>, StoreError> {
         if query.len() != self.dimension {
@@ -683,18 +683,16 @@ impl Store {
         }
         let index = self.index.read().unwrap_or_else(|p| p.into_inner());
         let catalog = self.catalog.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(flat) = self.flat.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            return Ok(flat
-                .search(query, count, &keep)
-                .into_iter()
-                .map(|(key, score, meta)| WindowHit {
-                    key,
-                    score,
-                    meta: meta.clone(),
-                })
-                .collect());
+        let blocks = self.flat.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(scanned) = blocks.scan(kind, catalog.len(), query, count, &keep) {
+            return Ok(scanned);
         }
-        let hits = index.search(query, count, |key| catalog.get(&key).is_some_and(&keep))?;
+        drop(blocks);
+        let hits = index.search(query, count, |key| {
+            catalog
+                .get(&key)
+                .is_some_and(|m| kind.is_none_or(|k| m.kind == k) && keep(m))
+        })?;
         Ok(hits
             .into_iter()
             .filter_map(|(key, score)| {
@@ -774,11 +772,12 @@ impl Store {
 
     /// Whether a window search compares every window: it then costs the same for any
     /// count, so callers may ask for many at once instead of widening step by step.
-    pub fn searches_exactly(&self) -> bool {
+    pub fn searches_exactly(&self, kind: Option<SourceKind>) -> bool {
+        let total = self.window_count();
         self.flat
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .is_some()
+            .scans(kind, total)
     }
 
     /// Whether any window of `kind` may be published in `range` (no false "no").
@@ -1195,17 +1194,23 @@ fn window_keys(conn: &Connection, story_id: &str) -> Result<Vec<u64>, StoreError
         .collect::<Result<_, _>>()?)
 }
 
-/// The exact-search block of a store of at most [`EXACT_SEARCH_MAX`] windows, from the
-/// vectors in SQLite (`None` for a larger store).
+/// The exact-search blocks of the kinds with at most [`EXACT_SEARCH_MAX`] windows, from
+/// the vectors in SQLite.
 fn load_flat(
     conn: &Connection,
     catalog: &HashMap<u64, WindowMeta>,
     dimension: usize,
-) -> Result<Option<flat::FlatIndex>, StoreError> {
-    if catalog.len() > EXACT_SEARCH_MAX {
-        return Ok(None);
+) -> Result<FlatBlocks, StoreError> {
+    let mut counts = [0usize; 2];
+    for meta in catalog.values() {
+        counts[FlatBlocks::slot(meta.kind)] += 1;
     }
-    let mut flat = flat::FlatIndex::new(dimension);
+    let mut blocks = FlatBlocks {
+        blocks: counts.map(|n| (n <= EXACT_SEARCH_MAX).then(|| flat::FlatIndex::new(dimension))),
+    };
+    if blocks.blocks.iter().all(Option::is_none) {
+        return Ok(blocks);
+    }
     let mut stmt = conn.prepare("SELECT key, vector FROM windows")?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
@@ -1213,10 +1218,78 @@ fn load_flat(
         let meta = catalog
             .get(&key)
             .ok_or_else(|| StoreError::Corrupt(format!("window {key} missing from the catalog")))?;
-        let blob = r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
-        flat.add(key, meta.clone(), &blob_to_vector(blob, dimension)?);
+        if let Some(block) = blocks.get_mut(meta.kind) {
+            let blob = r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+            block.add(key, meta.clone(), &blob_to_vector(blob, dimension)?);
+        }
     }
-    Ok(Some(flat))
+    Ok(blocks)
+}
+
+/// The exact-search blocks, one per source kind ([`flat::FlatIndex`]).
+struct FlatBlocks {
+    blocks: [Option<flat::FlatIndex>; 2],
+}
+
+impl FlatBlocks {
+    fn slot(kind: SourceKind) -> usize {
+        match kind {
+            SourceKind::Digest => 0,
+            SourceKind::Archive => 1,
+        }
+    }
+
+    fn get_mut(&mut self, kind: SourceKind) -> Option<&mut flat::FlatIndex> {
+        self.blocks[Self::slot(kind)].as_mut()
+    }
+
+    fn drop_oversized(&mut self) {
+        for block in &mut self.blocks {
+            if block.as_ref().is_some_and(|b| b.len() > EXACT_SEARCH_MAX) {
+                *block = None;
+            }
+        }
+    }
+
+    /// Whether a search of `kind` (every kind: `None`) is a scan: that kind has its
+    /// block; for every kind, all kinds have theirs and the store is small in all.
+    fn scans(&self, kind: Option<SourceKind>, total: usize) -> bool {
+        match kind {
+            Some(kind) => self.blocks[Self::slot(kind)].is_some(),
+            None => total <= EXACT_SEARCH_MAX && self.blocks.iter().all(Option::is_some),
+        }
+    }
+
+    /// The best `count` windows of `kind` passing `keep` by scanning, or `None` when the
+    /// graph must answer ([`FlatBlocks::scans`]).
+    fn scan(
+        &self,
+        kind: Option<SourceKind>,
+        total: usize,
+        query: &[f32],
+        count: usize,
+        keep: &impl Fn(&WindowMeta) -> bool,
+    ) -> Option<Vec<WindowHit>> {
+        if !self.scans(kind, total) {
+            return None;
+        }
+        let mut hits: Vec<WindowHit> = self
+            .blocks
+            .iter()
+            .enumerate()
+            .filter(|(slot, _)| kind.is_none_or(|k| Self::slot(k) == *slot))
+            .filter_map(|(_, block)| block.as_ref())
+            .flat_map(|block| block.search(query, count, keep))
+            .map(|(key, score, meta)| WindowHit {
+                key,
+                score,
+                meta: meta.clone(),
+            })
+            .collect();
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.key.cmp(&b.key)));
+        hits.truncate(count);
+        Some(hits)
+    }
 }
 
 /// Every window's [`WindowMeta`]. The map is sized from the count first (growing it
@@ -1368,6 +1441,38 @@ fn blob_to_vector(blob: &[u8], dimension: usize) -> Result<Vec<f32>, StoreError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kind_small_enough_is_scanned_beside_a_kind_that_is_not() {
+        let mut blocks = FlatBlocks {
+            blocks: [None, Some(flat::FlatIndex::new(2))],
+        };
+        let archive = WindowMeta {
+            story_id: "e".into(),
+            digest_id: "a".into(),
+            day: None,
+            ts: 0,
+            start: 0,
+            end: 1,
+            kind: SourceKind::Archive,
+        };
+        blocks
+            .get_mut(SourceKind::Archive)
+            .unwrap()
+            .add(7, archive, &[1.0, 0.0]);
+        let total = EXACT_SEARCH_MAX + 100;
+        assert!(blocks.scans(Some(SourceKind::Archive), total));
+        assert!(!blocks.scans(Some(SourceKind::Digest), total));
+        assert!(!blocks.scans(None, total), "all kinds: the graph");
+        let hits = blocks
+            .scan(Some(SourceKind::Archive), total, &[1.0, 0.0], 5, &|_| true)
+            .unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].key, 7);
+        assert!(blocks
+            .scan(None, total, &[1.0, 0.0], 5, &|_| true)
+            .is_none());
+    }
 
     #[test]
     fn kind_spans_say_which_kinds_a_date_range_can_hold() {
