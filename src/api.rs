@@ -417,6 +417,11 @@ pub struct MatchReasonView {
     /// digits or capitals, `Gemini`, `GPT-5`, `2026`): the share of those names the stored
     /// story has. It adds to `score` (centred on one half). Null otherwise.
     pub headline_names: Option<f32>,
+    /// Across languages: how far the stored story's score stands above the best
+    /// candidate of any other event (another duplicate cluster); half of it adds to
+    /// `score`, so a story that merely shares a topic with several others counts less.
+    /// Null otherwise.
+    pub margin: Option<f32>,
     /// The same in one sentence.
     pub summary: String,
 }
@@ -439,6 +444,7 @@ impl From<Coverage> for CoverageView {
                 threshold: c.reason.threshold,
                 term_overlap: c.reason.term_overlap,
                 headline_names: c.reason.headline_names,
+                margin: c.reason.margin,
                 summary,
             },
         }

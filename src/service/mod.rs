@@ -99,6 +99,9 @@ pub struct Tuning {
     /// For an English text against a Chinese story: how much the share of the English
     /// headline's names found in the story, less one half, adds to the pair score.
     pub cross_language_name_weight: f32,
+    /// For an English text against a Chinese story: how much the story's margin over the
+    /// best candidate of another event adds to the pair score.
+    pub cross_language_margin_weight: f32,
     pub ranking: Ranking,
 }
 
@@ -111,6 +114,7 @@ impl Tuning {
             duplicate_en_en: t.duplicate_en_en.unwrap_or(t.duplicate),
             cross_language_term_weight: t.cross_language_term_weight,
             cross_language_name_weight: t.cross_language_name_weight,
+            cross_language_margin_weight: t.cross_language_margin_weight,
             ranking: spec.search,
         }
     }
@@ -133,6 +137,7 @@ impl From<f32> for Tuning {
             duplicate_en_en: threshold,
             cross_language_term_weight: 0.0,
             cross_language_name_weight: 0.0,
+            cross_language_margin_weight: 0.0,
             ranking: Ranking::default(),
         }
     }

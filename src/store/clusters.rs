@@ -306,6 +306,19 @@ impl Store {
         Ok(Some((cluster, ids)))
     }
 
+    /// The stored duplicate cluster of each of these stories that has one (a story that
+    /// repeats no other has none).
+    pub fn cluster_ids_of(&self, ids: &[&str]) -> Result<HashMap<String, String>, StoreError> {
+        let conn = self.conn();
+        let mut out = HashMap::with_capacity(ids.len());
+        for id in ids {
+            if let Some(cluster) = cluster_of(&conn, id)? {
+                out.insert((*id).to_owned(), cluster);
+            }
+        }
+        Ok(out)
+    }
+
     /// The stored story vectors (normalised mean of each story's windows) of these ids.
     pub fn story_vectors_of(&self, ids: &[&str]) -> Result<HashMap<String, Vec<f32>>, StoreError> {
         let conn = self.conn();
