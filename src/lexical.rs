@@ -498,6 +498,22 @@ pub fn headline_names(headline: &str) -> Vec<String> {
     out
 }
 
+/// Whether an English query names anything: a word with a capital letter, a digit or a
+/// joiner (`Musk`, `gpt-5`, `9B`). A query of plain lower-case words (`job candidates
+/// using face swap`) names nothing; against Chinese stories its words match only the
+/// Latin names those keep (`face` in Hugging Face), which says little about the story.
+pub fn names_something(query: &str) -> bool {
+    let chars: Vec<char> = query.chars().map(fold_width).collect();
+    chars.iter().enumerate().any(|(i, &c)| {
+        c.is_uppercase()
+            || (c.is_numeric() && !is_cjk(c))
+            || (is_joiner(c)
+                && i > 0
+                && class(chars[i - 1]) == Class::Word
+                && chars.get(i + 1).is_some_and(|&n| class(n) == Class::Word))
+    })
+}
+
 /// The share of `names` (from [`headline_names`]) that a story's [`index_terms`] hold;
 /// `None` when there is no name to look for. Two names next to each other also count
 /// as found when the story writes them as one word (`Hugging Face` as `Huggingface`,
@@ -717,6 +733,28 @@ mod tests {
             ["_n5000"],
             "names are not amounts"
         );
+    }
+
+    #[test]
+    fn a_query_names_something_when_it_has_a_capital_a_digit_or_a_joined_word() {
+        for named in [
+            "Musk",
+            "emad Mostaque",
+            "gemma 3",
+            "hf-mem",
+            "qwen2.5",
+            "ＧＰＴ５",
+        ] {
+            assert!(names_something(named), "{named}");
+        }
+        for plain in [
+            "job candidates using face swap in video interviews",
+            "robots - and people",
+            "what's new",
+            "人形机器人",
+        ] {
+            assert!(!names_something(plain), "{plain}");
+        }
     }
 
     #[test]

@@ -73,6 +73,10 @@ pub struct Ranking {
     pub rrf_k: f32,
     /// Weight of the lexical ranking against the vector ranking's 1.0.
     pub lexical_weight: f32,
+    /// The share of `lexical_weight` an English query that names nothing gets
+    /// ([`crate::lexical::names_something`]): its plain words match Chinese stories only
+    /// through the Latin names they keep (`face` in Hugging Face).
+    pub plain_english_lexical_share: f32,
     /// Stories taken from each ranking before fusing.
     pub candidates: usize,
     /// How the two rankings are fused.
@@ -139,6 +143,7 @@ impl Default for Ranking {
             deep_window_penalty: 0.02,
             rrf_k: 60.0,
             lexical_weight: 1.0,
+            plain_english_lexical_share: 1.0,
             candidates: 50,
             fusion: Fusion::Rrf,
             linear_lexical_weight: 0.1,
@@ -304,7 +309,12 @@ impl Service {
         k: TopK,
         range: DateRange,
     ) -> Result<Vec<StoryHit>, ServiceError> {
-        let r = self.ranking;
+        let mut r = self.ranking;
+        if crate::lexical::language(query.as_str()) == "en"
+            && !crate::lexical::names_something(query.as_str())
+        {
+            r.lexical_weight *= r.plain_english_lexical_share;
+        }
         let want = r.candidates.max(k.get());
         let (by_vector, levels) = self.ranked_by_vector(vector, want, range)?;
         let by_terms = self
