@@ -15,7 +15,7 @@ use storydex::cli::{Common, ModelArgs};
 use storydex::domain::{DateRange, QueryText, TopK};
 use storydex::embed::{dot, Encoder};
 use storydex::eval::{self, SearchScore, Split};
-use storydex::service::{IngestReport, SearchMode, Service, StoryHit, Tuning};
+use storydex::service::{IngestReport, Ranking, SearchMode, Service, StoryHit, Tuning};
 use storydex::store::{day_of, Store};
 use tempfile::TempDir;
 
@@ -289,22 +289,70 @@ fn eval_sets() -> std::path::PathBuf {
 }
 
 fn held_out_search(mode: SearchMode) -> SearchScore {
+    split_search(Split::Heldout, mode, None)
+}
+
+/// One split of the labelled queries in `mode`, with the knobs of `ranking` when given.
+fn split_search(split: Split, mode: SearchMode, ranking: Option<Ranking>) -> SearchScore {
     let queries = eval::load_queries(&eval_sets().join("search.toml")).expect("search set");
     let mut vectors = std::collections::HashMap::new();
+    let shared = &full_sample().service;
+    let service = ranking.map(|r| shared.clone_with_ranking(r));
     eval::score_search(
-        &full_sample().service,
+        service.as_ref().unwrap_or(shared),
         &queries,
-        Some(Split::Heldout),
+        Some(split),
         mode,
         &mut vectors,
     )
     .expect("evaluate")
 }
 
-/// The held-out half of the labelled queries (never used for tuning). Measured: hybrid
-/// MRR@10 0.984 and hit@10 43/43 (0.893 without calibrating the source kinds, 0.839 with
-/// rank fusion and without amounts), vector alone 0.947 (0.853 uncalibrated), v1 (max
-/// over full windows) 0.764. The bars sit under what was measured.
+/// The second blind set (`fresh2`: written while the ranking was being changed, measured
+/// once after it was frozen, never tuned on). Measured: hybrid MRR@10 0.881, hit@10 40/40;
+/// the plain one-vector baseline (title and text cut at 512 tokens, what the probe
+/// did) 0.522. The bars sit under what was measured.
+#[test]
+fn hybrid_search_beats_the_plain_baseline_on_blind_queries() {
+    let hybrid = split_search(Split::Fresh2, SearchMode::Hybrid, None);
+    let base = full_sample().service.ranking();
+    let plain = Ranking {
+        deep_window_penalty: 1.0,
+        collection_shift: 0.0,
+        ..base
+    };
+    let baseline = split_search(Split::Fresh2, SearchMode::Vector, Some(plain));
+    eprintln!(
+        "blind: hybrid MRR@10 {:.3} hit@10 {}/{}; plain baseline {:.3}",
+        hybrid.mrr10, hybrid.hit10, hybrid.queries, baseline.mrr10
+    );
+    assert!(hybrid.queries >= 40, "{} blind queries", hybrid.queries);
+    assert!(
+        hybrid.mrr10 >= 0.86,
+        "hybrid MRR@10 {:.3} < 0.86; not first: {:#?}",
+        hybrid.mrr10,
+        hybrid.misses
+    );
+    assert!(
+        hybrid.hit10 + 1 >= hybrid.queries,
+        "hybrid hit@10 {}/{}: {:#?}",
+        hybrid.hit10,
+        hybrid.queries,
+        hybrid.misses
+    );
+    assert!(
+        hybrid.mrr10 >= baseline.mrr10 + 0.2,
+        "hybrid {:.3} is not well above the plain baseline {:.3}",
+        hybrid.mrr10,
+        baseline.mrr10
+    );
+}
+
+/// The held-out half of the labelled queries (never used for tuning, but looked at over
+/// many sessions: the blind sets below are the cleaner check). Measured: hybrid MRR@10
+/// 0.981 and hit@10 43/43 (0.889 without calibrating the source kinds, 0.839 with rank
+/// fusion and without amounts), vector alone 0.953 (0.831 uncalibrated), v1 (max over
+/// full windows) 0.781. The bars sit under what was measured.
 #[test]
 fn hybrid_search_meets_the_quality_bar_on_held_out_queries() {
     let hybrid = held_out_search(SearchMode::Hybrid);
@@ -407,10 +455,11 @@ fn vector_search_returns_the_exact_best_stories_under_the_window_penalty() {
 }
 
 /// English source posts against the Chinese archive, held-out half (never used to fit
-/// the en-zh threshold): covered events are found with the right story first, and
-/// different events on the same topics are rarely reported as covered. Measured: 22 of
-/// 25 found first, no false alarm in 18 (17 of 25 before a digest was taken to cover the
-/// four hours before it and names written in Chinese counted as their English names).
+/// the en-zh rule): covered events are found with the right story first, and different
+/// events on the same topics are rarely reported as covered. Measured: 23 of 25 found
+/// first, no false alarm in 18 (22 before the margin over other events counted; 17 before
+/// a digest was taken to cover the four hours before it and names written in Chinese
+/// counted as their English names).
 #[test]
 fn english_posts_find_their_chinese_coverage_on_held_out_items() {
     let posts = eval::load_posts(&eval_sets().join("check_en.toml")).expect("check set");
@@ -419,7 +468,7 @@ fn english_posts_find_their_chinese_coverage_on_held_out_items() {
     eprintln!("{score:#?}");
     assert!(score.covered >= 17 && score.different >= 11, "{score:?}");
     assert!(
-        // Measured 22/25 (88%) with no false alarm; the bar is the editors' 15 of 17.
+        // Measured 23/25 (92%) with no false alarm; the bar is the editors' 15 of 17.
         score.found_first * 100 >= score.covered * 84,
         "found {}/{} covered events first: {:#?}",
         score.found_first,
