@@ -460,6 +460,10 @@ pub struct CheckedItemView {
     pub url: Option<String>,
     /// Earlier stories from other digests reporting the same event, best first.
     pub previous_coverage: Vec<CoverageView>,
+    /// When `previous_coverage` is empty: the earlier story that came closest to its
+    /// threshold (its `score` is below `reason.threshold`), for an editor to judge a near
+    /// miss. Not counted as coverage. Null when there was no candidate at all.
+    pub nearest: Option<CoverageView>,
 }
 
 impl From<CheckedItem> for CheckedItemView {
@@ -470,6 +474,7 @@ impl From<CheckedItem> for CheckedItemView {
             title: c.story.headline,
             url: c.story.url,
             previous_coverage: c.previous_coverage.into_iter().map(Into::into).collect(),
+            nearest: c.nearest.map(Into::into),
         }
     }
 }

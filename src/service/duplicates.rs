@@ -100,6 +100,10 @@ impl MatchReason {
 pub struct CheckedItem {
     pub story: Story,
     pub previous_coverage: Vec<Coverage>,
+    /// When no earlier story reached its threshold: the one that came closest (highest
+    /// score less threshold), with why it did not count. Not coverage: it lets an editor
+    /// judge a near miss, which the cross-language check cannot always tell apart.
+    pub nearest: Option<Coverage>,
 }
 
 /// What [`Service::ingest_checked`] did.
@@ -308,10 +312,11 @@ impl Service {
         for (story, windows) in stories.into_iter().zip(windows) {
             let vector =
                 crate::embed::mean_unit_vector(windows.iter().map(|w| w.vector.as_slice()));
-            let previous_coverage = self.previous_coverage(&story, &vector)?;
+            let (previous_coverage, nearest) = self.coverage_and_nearest(&story, &vector)?;
             out.push(CheckedItem {
                 story,
                 previous_coverage,
+                nearest,
             });
         }
         Ok(out)
@@ -399,6 +404,16 @@ impl Service {
         story: &Story,
         vector: &[f32],
     ) -> Result<Vec<Coverage>, ServiceError> {
+        Ok(self.coverage_and_nearest(story, vector)?.0)
+    }
+
+    /// [`Service::previous_coverage`], and when it is empty the candidate that came
+    /// closest to its threshold.
+    fn coverage_and_nearest(
+        &self,
+        story: &Story,
+        vector: &[f32],
+    ) -> Result<(Vec<Coverage>, Option<Coverage>), ServiceError> {
         let params = self.params(None)?;
         let draft_language = crate::lexical::language(&story.text);
         let draft = item(
@@ -477,6 +492,7 @@ impl Service {
         let scores: Vec<f32> = eligible.iter().map(|c| c.score).collect();
         let margins = margins(&scores, &events);
         let mut found = Vec::new();
+        let mut nearest: Option<Coverage> = None;
         for (i, candidate) in eligible.iter().enumerate() {
             let other_language = candidate.language;
             let threshold = self.tuning.threshold(draft_language, other_language);
@@ -504,7 +520,8 @@ impl Service {
             let margin = (cross && weigh_margin).then(|| margins[i]);
             let score = candidate.score
                 + cross_language_bonus(&self.tuning, term_overlap, headline_names, margin);
-            if score >= threshold {
+            let closer = |n: &Coverage| score - threshold > n.score - n.reason.threshold;
+            if score >= threshold || (found.is_empty() && nearest.as_ref().is_none_or(closer)) {
                 let reason = MatchReason {
                     cosine: candidate.cosine,
                     same_link: draft.url.is_some() && draft.url == candidate.item.url,
@@ -518,16 +535,22 @@ impl Service {
                     headline_names,
                     margin,
                 };
-                found.push(Coverage {
+                let coverage = Coverage {
                     story: candidate.story.clone(),
                     score,
                     reason,
-                });
+                };
+                if score >= threshold {
+                    found.push(coverage);
+                } else {
+                    nearest = Some(coverage);
+                }
             }
         }
         found.sort_by(|a, b| b.score.total_cmp(&a.score));
         found.truncate(MAX_COVERAGE);
-        Ok(found)
+        let nearest = if found.is_empty() { nearest } else { None };
+        Ok((found, nearest))
     }
 }
 

@@ -377,7 +377,7 @@ async fn check_draft(state: &AppState, parsed: ParsedFile) -> Result<CheckedDraf
     let items = crate::http::check_parsed(state, parsed).await?;
     let rows = items
         .into_iter()
-        .map(|item| CheckedRow::new(&item.story, item.previous_coverage))
+        .map(|item| CheckedRow::new(&item.story, item.previous_coverage, item.nearest))
         .collect();
     Ok(CheckedDraft::new(digest_id, rows))
 }
@@ -427,7 +427,7 @@ pub(crate) async fn publish(
                 .stories
                 .iter()
                 .zip(previous_coverage)
-                .map(|(story, coverage)| CheckedRow::new(story, coverage))
+                .map(|(story, coverage)| CheckedRow::new(story, coverage, None))
                 .collect();
             let page = PublishedPage {
                 title: format!("已发布 Published · {}", parsed.digest.title),

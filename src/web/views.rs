@@ -211,16 +211,19 @@ pub(crate) struct CheckedRow {
     pub(crate) url: Option<String>,
     pub(crate) raw_url: Option<String>,
     pub(crate) covered_by: Vec<StoryRow>,
+    /// A new item's closest earlier story, below its threshold (not counted).
+    pub(crate) nearest: Vec<StoryRow>,
 }
 
 impl CheckedRow {
-    pub(crate) fn new(story: &Story, coverage: Vec<Coverage>) -> Self {
+    pub(crate) fn new(story: &Story, coverage: Vec<Coverage>, nearest: Option<Coverage>) -> Self {
         Self {
             position: story.position,
             headline: story.headline.clone(),
             url: link(story.url.as_deref()),
             raw_url: story.url.clone(),
             covered_by: coverage.into_iter().map(StoryRow::coverage).collect(),
+            nearest: nearest.into_iter().map(StoryRow::coverage).collect(),
         }
     }
 }

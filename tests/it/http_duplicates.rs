@@ -327,7 +327,21 @@ async fn check_finds_earlier_coverage_and_stores_nothing() {
         .unwrap()
         .starts_with("2026-01-06T12:00:09"));
     assert!(first["score"].as_f64().unwrap() > 0.99, "{first}");
+    assert!(
+        atlas["nearest"].is_null(),
+        "a covered item has no near miss: {atlas:#}"
+    );
     assert_eq!(coverage_ids(&items[1]), Vec::<&str>::new());
+    // The new item still names its closest earlier story, below the threshold, for the
+    // editor to judge.
+    let nearest = &items[1]["nearest"];
+    assert!(nearest["id"].is_string(), "{body:#}");
+    let (score, threshold) = (
+        nearest["score"].as_f64().unwrap(),
+        nearest["reason"]["threshold"].as_f64().unwrap(),
+    );
+    assert!(score < threshold, "{nearest}");
+    assert!(nearest["reason"]["summary"].is_string(), "{nearest}");
 
     assert_eq!(app.get_json("/v1/digests").await, digests_before);
     assert_eq!(story_count(&app).await, stories_before);

@@ -260,6 +260,11 @@ async fn a_picked_file_is_checked_without_javascript() {
             "{body}"
         );
     }
+    // New items still show their closest earlier story, marked as not counted.
+    assert!(
+        body.contains("Closest earlier story, below the threshold"),
+        "{body}"
+    );
     // The file's text is put in the box, so it can be edited and published.
     assert!(body.contains("The platypus report 1 describes"), "{body}");
     assert!(body.contains("发布 Publish"), "{body}");
