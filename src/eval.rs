@@ -29,11 +29,21 @@ pub enum Split {
     /// A second blind set, written while this stop's changes were made and measured once
     /// at the end (2026-12-05): the clean held-out figures for them.
     Fresh2,
+    /// A third blind set (2026-12-05), written as an editor's sources read (primary
+    /// announcements; short keyword queries) and measured once after this stop's last
+    /// quality change.
+    Fresh3,
 }
 
 impl Split {
     /// Every split, in the order the report prints them.
-    pub const ALL: [Split; 4] = [Split::Tune, Split::Heldout, Split::Fresh, Split::Fresh2];
+    pub const ALL: [Split; 5] = [
+        Split::Tune,
+        Split::Heldout,
+        Split::Fresh,
+        Split::Fresh2,
+        Split::Fresh3,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -41,6 +51,7 @@ impl Split {
             Split::Heldout => "heldout",
             Split::Fresh => "fresh",
             Split::Fresh2 => "fresh2",
+            Split::Fresh3 => "fresh3",
         }
     }
 }
@@ -664,7 +675,7 @@ pub fn report(
         &pairs,
     )?);
     if verbose {
-        for split in [Split::Heldout, Split::Fresh, Split::Fresh2] {
+        for split in [Split::Heldout, Split::Fresh, Split::Fresh2, Split::Fresh3] {
             if !posts.iter().any(|p| p.split == split) {
                 continue;
             }
