@@ -12,7 +12,7 @@
 //! [`FTS5_TOKENCHARS`] keeps each term whole (CJK characters are letters to it).
 
 /// Bumped whenever the analysis changes, so stores rebuild their lexical index.
-pub const ANALYZER_VERSION: u32 = 4;
+pub const ANALYZER_VERSION: u32 = 5;
 
 /// The characters, besides letters and digits, that a term may contain; FTS5 is told to
 /// treat them as part of a token.
@@ -37,6 +37,42 @@ pub fn is_cjk(c: char) -> bool {
 /// Full-width ASCII (`ＧＰＴ－５`) as plain ASCII, then lower case.
 fn fold(c: char) -> impl Iterator<Item = char> {
     fold_width(c).to_lowercase()
+}
+
+/// Whether `word` is the plural of an acronym (`GPUs`, `TPUs`, `LLMs`, `H100s`): two or
+/// more capitals and digits, at least one a capital, then one lower-case `s`. Chinese
+/// text writes the singular (`GPU`), so the plural is read as it.
+fn is_acronym_plural(word: &[char]) -> bool {
+    let Some((&'s', stem)) = word.split_last() else {
+        return false;
+    };
+    stem.len() >= 2
+        && stem.iter().any(|c| c.is_ascii_uppercase())
+        && stem
+            .iter()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+/// `text` (full-width folded) with the `s` of every acronym plural dropped.
+fn without_acronym_plurals(text: &str) -> Vec<char> {
+    let mut chars: Vec<char> = text.chars().map(fold_width).collect();
+    let mut drop = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if class(chars[i]) == Class::Word {
+            let start = i;
+            i = word_end(&chars, i);
+            if is_acronym_plural(&chars[start..i]) {
+                drop.push(i - 1);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    for at in drop.into_iter().rev() {
+        chars.remove(at);
+    }
+    chars
 }
 
 /// Full-width ASCII as plain ASCII, case kept; the full-width comma stays (in Chinese it
@@ -111,7 +147,10 @@ pub fn index_text(text: &str) -> String {
 /// name, which are indexed but never asked for on their own. A name written in Chinese
 /// characters also yields its English name's terms ([`name_aliases`]).
 fn analyze(text: &str, emit: &mut dyn FnMut(&str, bool)) {
-    let folded: Vec<char> = text.chars().flat_map(fold).collect();
+    let folded: Vec<char> = without_acronym_plurals(text)
+        .into_iter()
+        .flat_map(fold)
+        .collect();
     analyze_folded(&folded, emit);
     if folded.iter().any(|&c| is_cjk(c)) {
         let folded: String = folded.into_iter().collect();
@@ -481,6 +520,11 @@ pub fn headline_names(headline: &str) -> Vec<String> {
             i += 2;
         }
         let at_start = std::mem::replace(&mut first, false);
+        let word = if is_acronym_plural(word) {
+            &word[..word.len() - 1]
+        } else {
+            word
+        };
         let digit = word.iter().any(|c| c.is_numeric());
         let inner_capital = word.iter().skip(1).any(|c| c.is_uppercase());
         let capitalised = word[0].is_uppercase();
@@ -733,6 +777,18 @@ mod tests {
             ["_n5000"],
             "names are not amounts"
         );
+    }
+
+    #[test]
+    fn acronym_plurals_are_read_as_the_acronym_chinese_text_writes() {
+        assert_eq!(query_terms("TPUs and H100s"), ["tpu", "and", "h100"]);
+        assert!(index_terms("第七代TPU Ironwood").contains(&"tpu".to_owned()));
+        assert_eq!(
+            headline_names("Ironwood TPUs are coming to general availability"),
+            ["tpu"]
+        );
+        // Not acronyms: a word, a single capital, a lower-case plural.
+        assert_eq!(query_terms("Gemmas As bugs"), ["gemmas", "as", "bugs"]);
     }
 
     #[test]
