@@ -543,7 +543,7 @@ impl Store {
                     vector_to_blob(&vector),
                 ],
             )?;
-            insert_terms(&tx, &s.id, &s.headline, &s.text)?;
+            insert_terms(&tx, &s.id, &s.headline, s.author.as_deref(), &s.text)?;
             for (i, w) in new.windows.iter().enumerate() {
                 tx.execute(
                     "INSERT INTO windows (story_id, idx, start, end, tokens, vector)
@@ -1035,15 +1035,27 @@ fn check_model(
     }
 }
 
-/// Writes a story's terms; its row must exist (the terms take its rowid).
-fn insert_terms(conn: &Connection, id: &str, headline: &str, text: &str) -> Result<(), StoreError> {
+/// Writes a story's terms; its row must exist (the terms take its rowid). The author
+/// (the account a digest item credits: `-sarah guo`, `- Demis Hassabis`) is indexed
+/// with the headline: an editor looks a post up by who wrote it.
+fn insert_terms(
+    conn: &Connection,
+    id: &str,
+    headline: &str,
+    author: Option<&str>,
+    text: &str,
+) -> Result<(), StoreError> {
+    let title = match author {
+        Some(author) => format!("{headline} {author}"),
+        None => headline.to_owned(),
+    };
     conn.prepare_cached(
         "INSERT INTO story_terms (rowid, title, body)
          SELECT rowid, ?2, ?3 FROM stories WHERE id = ?1",
     )?
     .execute(params![
         id,
-        crate::lexical::index_text(headline),
+        crate::lexical::index_text(&title),
         crate::lexical::index_text(text)
     ])?;
     Ok(())
@@ -1073,9 +1085,10 @@ fn ensure_lexical_index(conn: &mut Connection) -> Result<(), StoreError> {
     }
     let tx = conn.transaction()?;
     tx.execute("DELETE FROM story_terms", [])?;
-    let stories: Vec<(String, String, String)> = {
-        let mut stmt = tx.prepare("SELECT id, headline, text FROM stories")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    type Row = (String, String, Option<String>, String);
+    let stories: Vec<Row> = {
+        let mut stmt = tx.prepare("SELECT id, headline, author, text FROM stories")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
         rows.collect::<Result<_, _>>()?
     };
     if !stories.is_empty() {
@@ -1084,8 +1097,8 @@ fn ensure_lexical_index(conn: &mut Connection) -> Result<(), StoreError> {
             "lexical index missing or from another analyzer; rebuilding it"
         );
     }
-    for (id, headline, text) in &stories {
-        insert_terms(&tx, id, headline, text)?;
+    for (id, headline, author, text) in &stories {
+        insert_terms(&tx, id, headline, author.as_deref(), text)?;
     }
     tx.execute(
         "INSERT INTO meta (key, value) VALUES ('lexical_version', ?1)

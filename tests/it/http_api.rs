@@ -100,6 +100,19 @@ async fn search_keeps_to_the_date_range() {
 }
 
 #[tokio::test]
+async fn lexical_search_finds_a_post_by_the_author_its_headline_credits() {
+    let app = spawn_app().await;
+    // Digest 001 item 6 is credited "-sarah guo"; neither its headline (once the author is
+    // split off) nor its summary names her.
+    let response = app
+        .search(json!({"query": "Sarah Guo", "mode": "lexical", "since": "2026-01-07"}))
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(ids(&body), ["d20260107-0000-06"], "{body:#}");
+}
+
+#[tokio::test]
 async fn story_shows_the_stored_story_with_its_digest() {
     let app = spawn_app().await;
     let story = app.get_json(&format!("/v1/stories/{ATLAS_STORY}")).await;
