@@ -308,44 +308,54 @@ fn split_search(split: Split, mode: SearchMode, ranking: Option<Ranking>) -> Sea
     .expect("evaluate")
 }
 
-/// The second blind set (`fresh2`: written while the ranking was being changed, measured
-/// once after it was frozen, never tuned on). Measured: hybrid MRR@10 0.881, hit@10 40/40;
-/// the plain one-vector baseline (title and text cut at 512 tokens, what the probe
-/// did) 0.522. The bars sit under what was measured.
+/// At least 40 queries, MRR@10 at least `min_mrr`, and at most one query without a
+/// relevant story in its top ten.
+fn assert_search_quality(name: &str, s: &SearchScore, min_mrr: f64) {
+    eprintln!(
+        "{name}: MRR@10 {:.3} hit@10 {}/{}",
+        s.mrr10, s.hit10, s.queries
+    );
+    assert!(s.queries >= 40, "{name}: {} queries", s.queries);
+    assert!(
+        s.mrr10 >= min_mrr,
+        "{name}: MRR@10 {:.3} < {min_mrr}; not first: {:#?}",
+        s.mrr10,
+        s.misses
+    );
+    assert!(
+        s.hit10 + 1 >= s.queries,
+        "{name}: hit@10 {}/{}: {:#?}",
+        s.hit10,
+        s.queries,
+        s.misses
+    );
+}
+
+/// The blind sets (`fresh2`, `fresh3`: written by someone who never saw a ranking, each
+/// measured once after the ranking was frozen, never tuned on). Measured now: hybrid
+/// MRR@10 0.869 and 0.867, hit@10 40/40 on both; the plain one-vector baseline (title and
+/// text cut at 512 tokens, what the probe did) 0.522 and 0.501. The bars sit under
+/// what was measured.
 #[test]
 fn hybrid_search_beats_the_plain_baseline_on_blind_queries() {
-    let hybrid = split_search(Split::Fresh2, SearchMode::Hybrid, None);
     let base = full_sample().service.ranking();
     let plain = Ranking {
         deep_window_penalty: 1.0,
         collection_shift: 0.0,
         ..base
     };
-    let baseline = split_search(Split::Fresh2, SearchMode::Vector, Some(plain));
-    eprintln!(
-        "blind: hybrid MRR@10 {:.3} hit@10 {}/{}; plain baseline {:.3}",
-        hybrid.mrr10, hybrid.hit10, hybrid.queries, baseline.mrr10
-    );
-    assert!(hybrid.queries >= 40, "{} blind queries", hybrid.queries);
-    assert!(
-        hybrid.mrr10 >= 0.86,
-        "hybrid MRR@10 {:.3} < 0.86; not first: {:#?}",
-        hybrid.mrr10,
-        hybrid.misses
-    );
-    assert!(
-        hybrid.hit10 + 1 >= hybrid.queries,
-        "hybrid hit@10 {}/{}: {:#?}",
-        hybrid.hit10,
-        hybrid.queries,
-        hybrid.misses
-    );
-    assert!(
-        hybrid.mrr10 >= baseline.mrr10 + 0.2,
-        "hybrid {:.3} is not well above the plain baseline {:.3}",
-        hybrid.mrr10,
-        baseline.mrr10
-    );
+    for split in [Split::Fresh2, Split::Fresh3] {
+        let hybrid = split_search(split, SearchMode::Hybrid, None);
+        let baseline = split_search(split, SearchMode::Vector, Some(plain));
+        assert_search_quality(split.name(), &hybrid, 0.84);
+        assert!(
+            hybrid.mrr10 >= baseline.mrr10 + 0.3,
+            "{}: hybrid {:.3} is not well above the plain baseline {:.3}",
+            split.name(),
+            hybrid.mrr10,
+            baseline.mrr10
+        );
+    }
 }
 
 /// The held-out half of the labelled queries (never used for tuning, but looked at over
@@ -357,24 +367,7 @@ fn hybrid_search_beats_the_plain_baseline_on_blind_queries() {
 fn hybrid_search_meets_the_quality_bar_on_held_out_queries() {
     let hybrid = held_out_search(SearchMode::Hybrid);
     let vector = held_out_search(SearchMode::Vector);
-    eprintln!(
-        "held out: hybrid MRR@10 {:.3} hit@10 {}/{}; vector MRR@10 {:.3}",
-        hybrid.mrr10, hybrid.hit10, hybrid.queries, vector.mrr10
-    );
-    assert!(hybrid.queries >= 40, "{} held-out queries", hybrid.queries);
-    assert!(
-        hybrid.mrr10 >= 0.95,
-        "hybrid MRR@10 {:.3} < 0.95; not first: {:#?}",
-        hybrid.mrr10,
-        hybrid.misses
-    );
-    assert!(
-        hybrid.hit10 + 1 >= hybrid.queries,
-        "hybrid hit@10 {}/{}: {:#?}",
-        hybrid.hit10,
-        hybrid.queries,
-        hybrid.misses
-    );
+    assert_search_quality("heldout, hybrid", &hybrid, 0.95);
     assert!(hybrid.mrr10 >= vector.mrr10, "hybrid below vector alone");
     assert!(
         vector.mrr10 >= 0.92,
