@@ -390,9 +390,10 @@ pub struct CoverageView {
     pub url: Option<String>,
     pub published: Option<String>,
     pub digest: String,
-    /// Pair score: cosine, raised for the same link, lowered for a long time gap.
+    /// Pair score: cosine, raised for the same link, lowered for a long time gap; across
+    /// languages also the shared names and the margin over other events.
     pub score: f32,
-    /// Why it counts as the same event.
+    /// Why it counts as the same event (for a `nearest` story: how far it fell short).
     pub reason: MatchReasonView,
 }
 
@@ -408,7 +409,8 @@ pub struct MatchReasonView {
     /// The checked item's language, then the stored story's: `zh-zh`, `en-zh`,
     /// `zh-en` or `en-en`.
     pub languages: String,
-    /// The threshold of that language pair, which `score` reached.
+    /// The threshold of that language pair, which `score` reached (for a `nearest`
+    /// story: fell short of).
     pub threshold: f32,
     /// Across languages: the share of the checked text's names and numbers (weighted by
     /// rarity) that the stored story also has; it adds to `score`. Null otherwise.
@@ -418,7 +420,8 @@ pub struct MatchReasonView {
     /// story has. It adds to `score` (centred on one half). Null otherwise.
     pub headline_names: Option<f32>,
     /// Across languages: how far the stored story's score stands above the best
-    /// candidate of any other event (another duplicate cluster); half of it adds to
+    /// candidate of another event (another duplicate cluster) in its language, within
+    /// ±0.1; the model's `cross_language_margin_weight` of it (0.5 for e5-small) adds to
     /// `score`, so a story that merely shares a topic with several others counts less.
     /// Null otherwise.
     pub margin: Option<f32>,

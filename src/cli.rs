@@ -116,7 +116,8 @@ pub enum Command {
         json: bool,
     },
     /// Score search and the "already covered?" check on the labelled sets (data/eval),
-    /// per split: tune on `tune`, report `heldout`. Ingests the corpus into --data first
+    /// per split: tune on `tune` and `fresh`, report `heldout` and the blind `fresh2` and
+    /// `fresh3`. Ingests the corpus into --data first
     /// (a re-run skips unchanged stories).
     Eval {
         #[command(flatten)]
@@ -726,6 +727,17 @@ fn print_check(response: &CheckResponse) -> anyhow::Result<()> {
     for item in &response.items {
         if item.previous_coverage.is_empty() {
             writeln!(out, "{:>2}. new      {}", item.position, item.title)?;
+            if let Some(n) = &item.nearest {
+                writeln!(
+                    out,
+                    "      nearest, not counted: {:.3} < {:.3}  {}  {} · {}",
+                    n.score,
+                    n.reason.threshold,
+                    short_date(n.published.as_deref()),
+                    n.digest,
+                    n.title
+                )?;
+            }
             continue;
         }
         writeln!(out, "{:>2}. COVERED  {}", item.position, item.title)?;

@@ -1,6 +1,6 @@
 //! Quality evaluation on labelled sets (`data/eval/`): search ranking and the "already
-//! covered?" check, per split, so what is tuned on (`tune`) is never what is reported as
-//! held out (`heldout`).
+//! covered?" check, per split, so what is tuned on (`tune`, `fresh`) is never what is
+//! reported as held out (`heldout`, and the blind `fresh2` and `fresh3`).
 //!
 //! Owns: reading the labelled sets, the metrics (MRR@10, hit@1, hit@10, nDCG@10,
 //! precision/recall of the check) and the score distributions per language pair. Must
@@ -23,15 +23,15 @@ use crate::service::{Ranking, SearchMode, Service, ServiceError};
 pub enum Split {
     Tune,
     Heldout,
-    /// Written blind after the ranking was frozen (2026-12-05) and measured once: a
-    /// second held-out set that no decision has ever looked at.
+    /// Written blind (2026-12-05) before that day's ranking changes, measured once, then
+    /// tuned on with `tune`.
     Fresh,
-    /// A second blind set, written while this stop's changes were made and measured once
-    /// at the end (2026-12-05): the clean held-out figures for them.
+    /// A second blind set, written while those changes were made and measured once after
+    /// the ranking and check were frozen: held out.
     Fresh2,
-    /// A third blind set (2026-12-05), written as an editor's sources read (primary
-    /// announcements; short keyword queries) and measured once after this stop's last
-    /// quality change.
+    /// A third blind set, written as an editor's sources read (primary announcements;
+    /// short keyword queries), measured once after the last ranking change; two later
+    /// fixes (acronym plurals, authors) came from reading its misses. Held out.
     Fresh3,
 }
 
@@ -482,7 +482,7 @@ fn quantiles(mut v: Vec<f32>) -> String {
     )
 }
 
-/// The ranking variants `storydex eval --sweep` compares on the tuning split.
+/// The ranking variants `storydex eval --sweep` compares on the tuning splits.
 pub fn sweep_variants(base: Ranking) -> Vec<(String, Ranking)> {
     let mut out = vec![("current".to_owned(), base)];
     for penalty in [0.0, 0.01, 0.02, 0.03, 0.05, 1.0] {
@@ -570,7 +570,7 @@ pub fn load_repeats(path: &Path) -> Result<Vec<(String, String)>, EvalError> {
 
 /// What `storydex eval` prints: search per split and mode (the v1 ranking and the plain
 /// single-vector baseline beside them), the check on English posts, the score
-/// distributions, and with `sweep` the ranking variants on the tuning split.
+/// distributions, and with `sweep` the ranking variants on the tuning splits.
 pub fn report(
     service: &Service,
     sets: &Path,
@@ -685,8 +685,8 @@ pub fn report(
     }
     if sweep {
         // What ranking changes are chosen on: the tune half and the first blind set
-        // (`fresh`, looked at once before this stop's changes). `heldout` and `fresh2`
-        // are only reported.
+        // (`fresh`, looked at once before the 2026-12-05 changes). `heldout`, `fresh2`
+        // and `fresh3` are only reported.
         let tuning: Vec<Query> = queries
             .iter()
             .filter(|q| matches!(q.split, Split::Tune | Split::Fresh))

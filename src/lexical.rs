@@ -12,7 +12,7 @@
 //! [`FTS5_TOKENCHARS`] keeps each term whole (CJK characters are letters to it).
 
 /// Bumped whenever the analysis, or what the store indexes, changes, so stores rebuild
-/// their lexical index (5: acronym plurals; 6: authors with the headline).
+/// their lexical index (5 and 6, 2026-12-05: acronym plurals, authors with the headline).
 pub const ANALYZER_VERSION: u32 = 6;
 
 /// The characters, besides letters and digits, that a term may contain; FTS5 is told to
@@ -40,24 +40,27 @@ fn fold(c: char) -> impl Iterator<Item = char> {
     fold_width(c).to_lowercase()
 }
 
-/// Whether `word` is the plural of an acronym (`GPUs`, `TPUs`, `LLMs`, `H100s`): two or
-/// more capitals and digits, at least one a capital, then one lower-case `s`. Chinese
-/// text writes the singular (`GPU`), so the plural is read as it.
+/// Whether `word` is the plural of an acronym (`GPUs`, `TPUs`, `LLMs`, `H100s`): capitals
+/// and digits, at least one a capital, then one lower-case `s`; a stem of two needs two
+/// capitals (`AIs`, not `K8s`). Chinese text writes the singular (`GPU`), so the plural
+/// is read as it.
 fn is_acronym_plural(word: &[char]) -> bool {
     let Some((&'s', stem)) = word.split_last() else {
         return false;
     };
-    stem.len() >= 2
-        && stem.iter().any(|c| c.is_ascii_uppercase())
-        && stem
-            .iter()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    let capitals = stem.iter().filter(|c| c.is_ascii_uppercase()).count();
+    stem.iter()
+        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        && capitals >= 1
+        && (stem.len() >= 3 || capitals >= 2)
 }
 
-/// `text` (full-width folded) with the `s` of every acronym plural dropped.
-fn without_acronym_plurals(text: &str) -> Vec<char> {
+/// `text` (full-width folded) with the `s` of every acronym plural dropped, and those
+/// plurals as written, lower-cased.
+fn without_acronym_plurals(text: &str) -> (Vec<char>, Vec<String>) {
     let mut chars: Vec<char> = text.chars().map(fold_width).collect();
     let mut drop = Vec::new();
+    let mut plurals = Vec::new();
     let mut i = 0;
     while i < chars.len() {
         if class(chars[i]) == Class::Word {
@@ -65,6 +68,12 @@ fn without_acronym_plurals(text: &str) -> Vec<char> {
             i = word_end(&chars, i);
             if is_acronym_plural(&chars[start..i]) {
                 drop.push(i - 1);
+                plurals.push(
+                    chars[start..i]
+                        .iter()
+                        .flat_map(|c| c.to_lowercase())
+                        .collect(),
+                );
             }
         } else {
             i += 1;
@@ -73,7 +82,7 @@ fn without_acronym_plurals(text: &str) -> Vec<char> {
     for at in drop.into_iter().rev() {
         chars.remove(at);
     }
-    chars
+    (chars, plurals)
 }
 
 /// Full-width ASCII as plain ASCII, case kept; the full-width comma stays (in Chinese it
@@ -148,11 +157,14 @@ pub fn index_text(text: &str) -> String {
 /// name, which are indexed but never asked for on their own. A name written in Chinese
 /// characters also yields its English name's terms ([`name_aliases`]).
 fn analyze(text: &str, emit: &mut dyn FnMut(&str, bool)) {
-    let folded: Vec<char> = without_acronym_plurals(text)
-        .into_iter()
-        .flat_map(fold)
-        .collect();
+    let (singular, plurals) = without_acronym_plurals(text);
+    let folded: Vec<char> = singular.into_iter().flat_map(fold).collect();
     analyze_folded(&folded, emit);
+    // The plural as written stays a part term, so a text that writes `gpus` in lower
+    // case (which is no acronym to the rule) still finds it.
+    for plural in &plurals {
+        emit(plural, false);
+    }
     if folded.iter().any(|&c| is_cjk(c)) {
         let folded: String = folded.into_iter().collect();
         let aliases = name_aliases();
@@ -544,7 +556,9 @@ pub fn headline_names(headline: &str) -> Vec<String> {
 }
 
 /// Whether an English query names anything: a word with a capital letter, a digit or a
-/// joiner (`Musk`, `gpt-5`, `9B`). A query of plain lower-case words (`job candidates
+/// joiner (`Musk`, `gpt-5`, `9B`). A capital counts at the start too: keyword queries
+/// often begin with a name (`Nvidia earnings`); ignoring a sentence-initial capital
+/// measured the same on every labelled split. A query of plain lower-case words (`job candidates
 /// using face swap`) names nothing; against Chinese stories its words match only the
 /// Latin names those keep (`face` in Hugging Face), which says little about the story.
 pub fn names_something(query: &str) -> bool {
@@ -788,8 +802,15 @@ mod tests {
             headline_names("Ironwood TPUs are coming to general availability"),
             ["tpu"]
         );
-        // Not acronyms: a word, a single capital, a lower-case plural.
-        assert_eq!(query_terms("Gemmas As bugs"), ["gemmas", "as", "bugs"]);
+        // Not acronyms: a word, a single capital, a lower-case plural, one capital and
+        // one digit.
+        assert_eq!(
+            query_terms("Gemmas As bugs K8s"),
+            ["gemmas", "as", "bugs", "k8s"]
+        );
+        // The plural as written is still indexed, for a query typed in lower case.
+        let terms = index_terms("NVIDIA GPUs");
+        assert!(terms.contains(&"gpu".to_owned()) && terms.contains(&"gpus".to_owned()));
     }
 
     #[test]

@@ -57,9 +57,10 @@ pub struct Thresholds {
     /// naming what the story does not is most likely another event on the same topic.
     #[serde(default)]
     pub cross_language_name_weight: f32,
-    /// Added to an English-Chinese pair score per unit of the story's margin: how far its
-    /// pair score stands above the best candidate of any other event (its own duplicate
-    /// cluster aside). A post about the same event has one clear match; a post about
+    /// Added to a cross-language pair score (an English draft against a Chinese story or
+    /// the other way round) per unit of the story's margin: how far its pair score stands
+    /// above the best candidate of another event in its language (its own duplicate
+    /// cluster aside, within ±0.1). A post about the same event has one clear match; a post about
     /// another event on the same topic matches several stories about as well.
     #[serde(default)]
     pub cross_language_margin_weight: f32,

@@ -37,9 +37,11 @@ pub struct DuplicateCluster {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Coverage {
     pub story: StoredStory,
-    /// Pair score (cosine adjusted for same link and time gap).
+    /// Pair score (cosine adjusted for same link and time gap, plus the cross-language
+    /// signals of [`MatchReason`]).
     pub score: f32,
-    /// Why it counts as the same event.
+    /// What the score is made of: why it counts as the same event, or, for a
+    /// [`CheckedItem::nearest`], how far it fell short.
     pub reason: MatchReason,
 }
 
@@ -54,7 +56,8 @@ pub struct MatchReason {
     pub days_apart: Option<f32>,
     /// `zh-zh`, `en-zh`, `zh-en` or `en-en`: the draft's language, then the story's.
     pub languages: String,
-    /// The threshold of that language pair, which `score` reached.
+    /// The threshold of that language pair, which `score` reached (or, for a
+    /// [`CheckedItem::nearest`], fell short of).
     pub threshold: f32,
     /// For a cross-language pair: the IDF-weighted share of the English text's names and
     /// numbers that the other story also has (part of the score).
@@ -63,8 +66,8 @@ pub struct MatchReason {
     /// those names the other story has (part of the score, centred on one half).
     pub headline_names: Option<f32>,
     /// For a cross-language pair: how far the story's pair score stands above the best
-    /// candidate of any other event (negative when another event scores higher; part of
-    /// the score).
+    /// candidate of another event in the story's language (negative when another event
+    /// scores higher; within ±0.1; part of the score).
     pub margin: Option<f32>,
 }
 
@@ -475,7 +478,8 @@ impl Service {
                 language,
             });
         }
-        // Then how far each stands above the best candidate of another event: stories of
+        // Then how far each stands above the best candidate of another event in its own
+        // language (pair scores within a language run higher than across): stories of
         // one stored duplicate cluster are one event.
         let weigh_margin = self.tuning.cross_language_margin_weight > 0.0
             && eligible.iter().any(|c| c.language != draft_language);
@@ -485,9 +489,12 @@ impl Service {
         } else {
             HashMap::new()
         };
-        let events: Vec<&str> = eligible
+        let events: Vec<(&str, &str)> = eligible
             .iter()
-            .map(|c| clusters.get(&c.story.id).unwrap_or(&c.story.id).as_str())
+            .map(|c| {
+                let event = clusters.get(&c.story.id).unwrap_or(&c.story.id);
+                (c.language, event.as_str())
+            })
             .collect();
         let scores: Vec<f32> = eligible.iter().map(|c| c.score).collect();
         let margins = margins(&scores, &events);
@@ -554,21 +561,21 @@ impl Service {
     }
 }
 
-/// How far each candidate's score stands above the best candidate of another event
-/// (`events[i]`: the candidate's duplicate cluster, or its own id), at most
-/// [`MAX_MARGIN`]; 0 when no other event is a candidate.
-fn margins(scores: &[f32], events: &[&str]) -> Vec<f32> {
+/// How far each candidate's score stands above the best candidate of another event in
+/// the same language (`events[i]`: the candidate's language and its duplicate cluster, or
+/// its own id), within ±[`MAX_MARGIN`]; 0 when no other event is a candidate.
+fn margins(scores: &[f32], events: &[(&str, &str)]) -> Vec<f32> {
     scores
         .iter()
         .zip(events)
-        .map(|(score, event)| {
+        .map(|(score, (language, event))| {
             scores
                 .iter()
                 .zip(events)
-                .filter(|(_, other)| *other != event)
+                .filter(|(_, (l, e))| l == language && e != event)
                 .map(|(other, _)| score - other)
                 .reduce(f32::min)
-                .map_or(0.0, |m| m.min(MAX_MARGIN))
+                .map_or(0.0, |m| m.clamp(-MAX_MARGIN, MAX_MARGIN))
         })
         .collect()
 }
@@ -682,14 +689,24 @@ mod tests {
     #[test]
     fn a_story_stands_out_only_against_other_events() {
         // Two stories of one cluster (the same event reported twice) do not compete.
-        let m = margins(&[0.90, 0.89, 0.85, 0.84], &["c1", "c1", "b", "a"]);
+        let zh = |event| ("zh", event);
+        let m = margins(
+            &[0.90, 0.89, 0.85, 0.84],
+            &[zh("c1"), zh("c1"), zh("b"), zh("a")],
+        );
         assert!((m[0] - 0.05).abs() < 1e-6, "{m:?}");
         assert!((m[1] - 0.04).abs() < 1e-6, "{m:?}");
         // Below the best other event: negative.
         assert!((m[2] + 0.05).abs() < 1e-6, "{m:?}");
-        // A lone candidate, and a margin past the cap.
-        assert_eq!(margins(&[0.9], &["a"]), vec![0.0]);
-        assert_eq!(margins(&[0.9, -2.0], &["a", "b"])[0], MAX_MARGIN);
+        // A lone candidate, and margins past the cap either way.
+        assert_eq!(margins(&[0.9], &[zh("a")]), vec![0.0]);
+        let m = margins(&[0.9, -2.0], &[zh("a"), zh("b")]);
+        assert_eq!(m, vec![MAX_MARGIN, -MAX_MARGIN]);
+        // A story in another language is no rival: its scores run on another scale.
+        assert_eq!(
+            margins(&[0.85, 0.95], &[zh("a"), ("en", "b")]),
+            vec![0.0, 0.0]
+        );
     }
 
     #[test]

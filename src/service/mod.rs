@@ -99,8 +99,8 @@ pub struct Tuning {
     /// For an English text against a Chinese story: how much the share of the English
     /// headline's names found in the story, less one half, adds to the pair score.
     pub cross_language_name_weight: f32,
-    /// For an English text against a Chinese story: how much the story's margin over the
-    /// best candidate of another event adds to the pair score.
+    /// Across languages (English against Chinese either way): how much the story's margin
+    /// over the best candidate of another event adds to the pair score.
     pub cross_language_margin_weight: f32,
     pub ranking: Ranking,
 }

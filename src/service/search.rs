@@ -335,7 +335,7 @@ impl Service {
         // stories as the vector side takes, so a name only two stories contain stands out
         // (over the two alone, the better scored 0.67 and an exact name lost to a cosine).
         let mut bm25s: Vec<f32> = by_terms.iter().map(|t| t.1).collect();
-        bm25s.resize(bm25s.len().max(want), 0.0);
+        bm25s.resize(bm25s.len().max(by_vector.len()), 0.0);
         let scale_bm25 = spread_scaler(&bm25s);
         for (rank, ranked) in by_vector.into_iter().enumerate() {
             let score = if linear {

@@ -306,8 +306,8 @@ impl Store {
         Ok(Some((cluster, ids)))
     }
 
-    /// The stored duplicate cluster of each of these stories that has one (a story that
-    /// repeats no other has none).
+    /// The stored duplicate cluster of each of these stories (a story that repeats no
+    /// other is a cluster of its own; a story not stored is left out).
     pub fn cluster_ids_of(&self, ids: &[&str]) -> Result<HashMap<String, String>, StoreError> {
         let conn = self.conn();
         let mut out = HashMap::with_capacity(ids.len());
