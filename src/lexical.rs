@@ -79,9 +79,14 @@ fn without_acronym_plurals(text: &str) -> (Vec<char>, Vec<String>) {
             i += 1;
         }
     }
-    for at in drop.into_iter().rev() {
-        chars.remove(at);
-    }
+    // One pass, however many plurals a long episode holds.
+    let mut drop = drop.into_iter().peekable();
+    let mut at = 0;
+    chars.retain(|_| {
+        let keep = drop.next_if_eq(&at).is_none();
+        at += 1;
+        keep
+    });
     (chars, plurals)
 }
 
@@ -558,9 +563,10 @@ pub fn headline_names(headline: &str) -> Vec<String> {
 /// Whether an English query names anything: a word with a capital letter, a digit or a
 /// joiner (`Musk`, `gpt-5`, `9B`). A capital counts at the start too: keyword queries
 /// often begin with a name (`Nvidia earnings`); ignoring a sentence-initial capital
-/// measured the same on every labelled split. A query of plain lower-case words (`job candidates
-/// using face swap`) names nothing; against Chinese stories its words match only the
-/// Latin names those keep (`face` in Hugging Face), which says little about the story.
+/// measured the same on every labelled split. A query of plain lower-case words (`job
+/// candidates using face swap`) names nothing; against Chinese stories its words match
+/// only the Latin names those keep (`face` in Hugging Face), which says little about the
+/// story.
 pub fn names_something(query: &str) -> bool {
     let chars: Vec<char> = query.chars().map(fold_width).collect();
     chars.iter().enumerate().any(|(i, &c)| {

@@ -60,8 +60,8 @@ pub struct Thresholds {
     /// Added to a cross-language pair score (an English draft against a Chinese story or
     /// the other way round) per unit of the story's margin: how far its pair score stands
     /// above the best candidate of another event in its language (its own duplicate
-    /// cluster aside, within ±0.1). A post about the same event has one clear match; a post about
-    /// another event on the same topic matches several stories about as well.
+    /// cluster aside, within ±0.1). A post about the same event has one clear match; a
+    /// post about another event on the same topic matches several stories about as well.
     #[serde(default)]
     pub cross_language_margin_weight: f32,
 }

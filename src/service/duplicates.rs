@@ -449,9 +449,7 @@ impl Service {
             let Some(other) = self.store.story(&hit.meta.story_id)? else {
                 continue;
             };
-            if !could_have_covered(other.published, story.published)
-                || eligible.iter().any(|c| c.story.id == other.id)
-            {
+            if !could_have_covered(other.published, story.published) {
                 continue;
             }
             let Some(other_vector) = self
@@ -489,18 +487,22 @@ impl Service {
         } else {
             HashMap::new()
         };
-        let events: Vec<(&str, &str)> = eligible
-            .iter()
-            .map(|c| {
-                let event = clusters.get(&c.story.id).unwrap_or(&c.story.id);
-                (c.language, event.as_str())
-            })
-            .collect();
-        let scores: Vec<f32> = eligible.iter().map(|c| c.score).collect();
-        let margins = margins(&scores, &events);
+        let margins = if weigh_margin {
+            let events: Vec<(&str, &str)> = eligible
+                .iter()
+                .map(|c| {
+                    let event = clusters.get(&c.story.id).unwrap_or(&c.story.id);
+                    (c.language, event.as_str())
+                })
+                .collect();
+            let scores: Vec<f32> = eligible.iter().map(|c| c.score).collect();
+            margins(&scores, &events)
+        } else {
+            Vec::new()
+        };
         let mut found = Vec::new();
         let mut nearest: Option<Coverage> = None;
-        for (i, candidate) in eligible.iter().enumerate() {
+        for (i, candidate) in eligible.into_iter().enumerate() {
             let other_language = candidate.language;
             let threshold = self.tuning.threshold(draft_language, other_language);
             let cross = draft_language != other_language;
@@ -528,7 +530,7 @@ impl Service {
             let score = candidate.score
                 + cross_language_bonus(&self.tuning, term_overlap, headline_names, margin);
             let closer = |n: &Coverage| score - threshold > n.score - n.reason.threshold;
-            if score >= threshold || (found.is_empty() && nearest.as_ref().is_none_or(closer)) {
+            if score >= threshold || nearest.as_ref().is_none_or(closer) {
                 let reason = MatchReason {
                     cosine: candidate.cosine,
                     same_link: draft.url.is_some() && draft.url == candidate.item.url,
@@ -543,7 +545,7 @@ impl Service {
                     margin,
                 };
                 let coverage = Coverage {
-                    story: candidate.story.clone(),
+                    story: candidate.story,
                     score,
                     reason,
                 };
