@@ -19,7 +19,7 @@ use storydex::cluster::Params;
 use storydex::corpus::{Digest, SourceKind, Story};
 use storydex::embed::fake::FakeEncoder;
 use storydex::embed::{Encoder, Window};
-use storydex::http::{AppState, ServeSettings};
+use storydex::server::{AppState, ServeSettings};
 use storydex::store::{NewStory, Store};
 use time::OffsetDateTime;
 
@@ -234,7 +234,7 @@ fn measure(
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = runtime.spawn(storydex::http::serve(listener, state, async move {
+    let server = runtime.spawn(storydex::server::serve(listener, state, async move {
         let _ = rx.await;
     }));
     let client = reqwest::blocking::Client::new();
@@ -340,7 +340,7 @@ fn measure(
             let q = &all[p].vector;
             let mut exact: Vec<f32> = all
                 .iter()
-                .map(|s| storydex::embed::dot(q, &s.vector))
+                .map(|s| storydex::vector::dot(q, &s.vector))
                 .collect();
             exact.select_nth_unstable_by(9, |a, b| b.total_cmp(a));
             exact[..10].iter().copied().fold(f32::MAX, f32::min)

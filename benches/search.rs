@@ -114,7 +114,7 @@ fn search(c: &mut Criterion) {
             let base = &planted.items[rng.below(planted.items.len())].vector;
             let noise = rng.unit_vector(common::DIM);
             let mut q: Vec<f32> = base.iter().zip(&noise).map(|(b, n)| b + 0.3 * n).collect();
-            storydex::embed::normalize(&mut q);
+            storydex::vector::normalize(&mut q);
             q
         })
         .collect();

@@ -7,8 +7,9 @@
 
 use std::collections::HashSet;
 
-use storydex::cluster::{canonical_url, dot, pair_score, Item, Params};
+use storydex::cluster::{canonical_url, pair_score, Item, Params};
 use storydex::store::Store;
+use storydex::vector::dot;
 
 const SAMPLE_PAIRS: [(&str, &str); 7] = [
     ("d20260106-1200-02", "d20260107-0000-09"),

@@ -6,16 +6,18 @@
 use time::macros::format_description;
 use time::Date;
 
+pub use crate::error_code::ErrorCode;
+
 /// A value that failed validation: `code` is stable for scripts, `message` says what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct Invalid {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl Invalid {
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -36,7 +38,7 @@ impl TopK {
             Ok(Self(k))
         } else {
             Err(Invalid::new(
-                "invalid_k",
+                ErrorCode::InvalidK,
                 format!("k must be between 1 and {}, got {k}", Self::MAX),
             ))
         }
@@ -57,7 +59,7 @@ pub struct DateRange {
 fn parse_day(name: &str, value: &str) -> Result<Date, Invalid> {
     Date::parse(value, format_description!("[year]-[month]-[day]")).map_err(|_| {
         Invalid::new(
-            "invalid_date",
+            ErrorCode::InvalidDate,
             format!("{name} must be a date like 2026-01-06, got {value:?}"),
         )
     })
@@ -87,7 +89,7 @@ impl DateRange {
         if let (Some(s), Some(u)) = (since, until) {
             if s > u {
                 return Err(Invalid::new(
-                    "invalid_date_range",
+                    ErrorCode::InvalidDateRange,
                     format!("since ({s}) is after until ({u})"),
                 ));
             }
@@ -131,12 +133,15 @@ impl QueryText {
             c.is_whitespace() || matches!(c, '\u{1c}'..='\u{1f}' | '\u{feff}')
         });
         if trimmed.is_empty() {
-            return Err(Invalid::new("empty_query", "query must not be empty"));
+            return Err(Invalid::new(
+                ErrorCode::EmptyQuery,
+                "query must not be empty",
+            ));
         }
         let chars = trimmed.chars().count();
         if chars > Self::MAX_CHARS {
             return Err(Invalid::new(
-                "query_too_long",
+                ErrorCode::QueryTooLong,
                 format!(
                     "query has {chars} characters; the limit is {}",
                     Self::MAX_CHARS

@@ -57,7 +57,7 @@ impl Rng {
 
     pub(crate) fn unit_vector(&mut self, dim: usize) -> Vec<f32> {
         let mut v: Vec<f32> = (0..dim).map(|_| self.normal()).collect();
-        storydex::embed::normalize(&mut v);
+        storydex::vector::normalize(&mut v);
         v
     }
 }
@@ -104,7 +104,7 @@ pub(crate) fn planted(events: usize, copies: usize, days: usize, seed: u64) -> P
             let mut vector: Vec<f32> = (0..DIM)
                 .map(|d| a * global[d] + b * topic[d] + e * direction[d] + n * noise[d])
                 .collect();
-            storydex::embed::normalize(&mut vector);
+            storydex::vector::normalize(&mut vector);
             items.push(Item {
                 digest: format!("d{slot}"),
                 time: Some(slot as i64 * DIGEST_SECONDS + rng.below(600) as i64),

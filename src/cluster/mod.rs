@@ -13,6 +13,8 @@ use std::collections::HashMap;
 
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
+use crate::vector::{dot, normalize};
+
 /// One story as clustering sees it.
 #[derive(Debug, Clone)]
 pub struct Item {
@@ -61,10 +63,6 @@ pub struct Cluster {
     pub members: Vec<(usize, f32)>,
     /// The member closest to the centroid: its headline names the cluster.
     pub representative: usize,
-}
-
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// Lower-cased link without scheme, `www.`, query string, fragment or trailing slash.
@@ -300,7 +298,7 @@ fn describe(items: &[Item], members: Vec<usize>) -> Cluster {
             .zip(&items[m].vector)
             .for_each(|(c, v)| *c += v);
     }
-    crate::embed::normalize(&mut centroid);
+    normalize(&mut centroid);
     let mut scored: Vec<(usize, f32)> = members
         .into_iter()
         .map(|m| (m, dot(&items[m].vector, &centroid)))
@@ -318,7 +316,7 @@ mod tests {
 
     fn item(digest: &str, day: i64, v: &[f32]) -> Item {
         let mut vector = v.to_vec();
-        crate::embed::normalize(&mut vector);
+        normalize(&mut vector);
         Item {
             digest: digest.into(),
             time: Some(day * 86_400),

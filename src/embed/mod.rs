@@ -9,14 +9,18 @@ mod bert;
 mod encoder;
 pub mod fake;
 pub mod files;
-pub mod import;
 mod linear;
 mod spec;
 
 pub use encoder::CandleEncoder;
 pub use files::{ModelFiles, ModelSource};
 pub use linear::{set_bf16_long_inputs, set_int8_short_inputs};
-pub use spec::{ModelSpec, Thresholds};
+pub use spec::ModelSpec;
+// The encoder files normalise (and their tests score) through these names
+// (`super::normalize`, `crate::embed::dot`).
+#[cfg(test)]
+use crate::vector::dot;
+use crate::vector::normalize;
 
 /// Whether a text is a search query or a stored passage (e5 embeds them with different prefixes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,49 +107,5 @@ pub trait Encoder: Send + Sync {
     /// content hash, so a change of layout re-embeds on the next ingest.
     fn passage_layout(&self) -> String {
         String::new()
-    }
-}
-
-/// Scale `v` to unit length in place (a zero vector stays zero).
-pub fn normalize(v: &mut [f32]) {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        v.iter_mut().for_each(|x| *x /= norm);
-    }
-}
-
-/// Normalised mean of unit vectors: the one vector of a multi-window story, used both
-/// for clustering and for checking a draft.
-pub fn mean_unit_vector<'a>(vectors: impl IntoIterator<Item = &'a [f32]>) -> Vec<f32> {
-    let mut sum: Vec<f32> = Vec::new();
-    for v in vectors {
-        if sum.is_empty() {
-            sum = v.to_vec();
-        } else {
-            sum.iter_mut().zip(v).for_each(|(a, b)| *a += b);
-        }
-    }
-    normalize(&mut sum);
-    sum
-}
-
-/// Cosine similarity of two unit vectors.
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn normalize_gives_unit_length_and_keeps_zero_vectors() {
-        let mut v = vec![3.0, 4.0];
-        normalize(&mut v);
-        assert!((dot(&v, &v) - 1.0).abs() < 1e-6);
-        assert_eq!(v, vec![0.6, 0.8]);
-        let mut z = vec![0.0; 3];
-        normalize(&mut z);
-        assert_eq!(z, vec![0.0; 3]);
     }
 }

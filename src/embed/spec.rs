@@ -1,11 +1,13 @@
 //! The model manifest (`models/<name>.toml`): facts about a model that are not in its
-//! weights, and thresholds calibrated for it. Must not: load weights.
+//! weights, and the thresholds and ranking knobs calibrated for it (read as plain data,
+//! [`crate::tuning`]; the service decides what they mean). Must not: load weights.
 
 use std::path::Path;
 
 use serde::Deserialize;
 
 use super::EmbedError;
+use crate::tuning::{Ranking, Thresholds};
 
 /// The manifest of the default model, compiled in so the binary works from any directory.
 const DEFAULT_MANIFEST: &str = include_str!("../../models/multilingual-e5-small.toml");
@@ -32,38 +34,7 @@ pub struct ModelSpec {
     pub thresholds: Thresholds,
     /// Ranking knobs tuned for this model (defaults when the manifest has none).
     #[serde(default)]
-    pub search: crate::service::Ranking,
-}
-
-/// Scores calibrated per model: cosines from different models are not comparable.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Thresholds {
-    /// Pair score at and above which two stories in the same language (Chinese
-    /// digest items) report the same event.
-    pub duplicate: f32,
-    /// The same for an English text against a Chinese story (default: `duplicate`).
-    #[serde(default)]
-    pub duplicate_en_zh: Option<f32>,
-    /// The same for two English texts (default: `duplicate`).
-    #[serde(default)]
-    pub duplicate_en_en: Option<f32>,
-    /// Added to an English-Chinese pair score per unit of shared names and numbers
-    /// (IDF-weighted share of the English text's Latin terms found in the story).
-    #[serde(default)]
-    pub cross_language_term_weight: f32,
-    /// Added to an English-Chinese pair score per unit of the English headline's names
-    /// found in the story, less one half ([`crate::lexical::headline_names`]): a headline
-    /// naming what the story does not is most likely another event on the same topic.
-    #[serde(default)]
-    pub cross_language_name_weight: f32,
-    /// Added to a cross-language pair score (an English draft against a Chinese story or
-    /// the other way round) per unit of the story's margin: how far its pair score stands
-    /// above the best candidate of another event in its language (its own duplicate
-    /// cluster aside, within ±0.1). A post about the same event has one clear match; a
-    /// post about another event on the same topic matches several stories about as well.
-    #[serde(default)]
-    pub cross_language_margin_weight: f32,
+    pub search: Ranking,
 }
 
 impl ModelSpec {

@@ -8,12 +8,11 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
-use serde::Deserialize;
-
 use super::{Service, ServiceError, SNIPPET_CHARS};
 use crate::corpus::SourceKind;
-use crate::domain::{DateRange, Invalid, QueryText, TopK};
+use crate::domain::{DateRange, ErrorCode, Invalid, QueryText, TopK};
 use crate::store::{StoredStory, WindowHit, WindowMeta};
+use crate::tuning::Fusion;
 
 /// Which ranking a search uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,63 +52,16 @@ impl FromStr for SearchMode {
             "lexical" => Ok(SearchMode::Lexical),
             "hybrid" | "" => Ok(SearchMode::Hybrid),
             other => Err(Invalid::new(
-                "invalid_mode",
+                ErrorCode::InvalidMode,
                 format!("mode must be {}, got {other:?}", Self::NAMES),
             )),
         }
     }
 }
 
-/// The knobs of the ranking, tuned with `storydex eval` on the tuning half of the
-/// labelled queries (`data/eval/search.toml`); the held-out half is only reported.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Ranking {
-    /// Subtracted from the cosine of every window but a story's first: the first window
-    /// holds the headline and the lede, and a 40-window episode should not outrank a
-    /// news item just because one of its many windows came close.
-    pub deep_window_penalty: f32,
-    /// Reciprocal-rank-fusion constant: larger flattens the difference between ranks.
-    pub rrf_k: f32,
-    /// Weight of the lexical ranking against the vector ranking's 1.0.
-    pub lexical_weight: f32,
-    /// The share of `lexical_weight` an English query that names nothing gets
-    /// ([`crate::lexical::names_something`]): its plain words match Chinese stories only
-    /// through the Latin names they keep (`face` in Hugging Face).
-    pub plain_english_lexical_share: f32,
-    /// Stories taken from each ranking before fusing.
-    pub candidates: usize,
-    /// How the two rankings are fused.
-    pub fusion: Fusion,
-    /// `linear` fusion: weight of the BM25 score scaled to 0..1 by the best BM25 of the
-    /// query, added to the (penalised) cosine.
-    pub linear_lexical_weight: f32,
-    /// Per-query calibration of the source kinds: each kind's cosines (digest items,
-    /// archive episodes) are lowered by this share of the mean of that kind's own best
-    /// `candidates` before the kinds are ranked together. One query scores a whole kind
-    /// higher or lower (style, length, script), so without it an episode wins by being an
-    /// episode. 0 ranks by plain cosine.
-    pub collection_shift: f32,
-}
-
 /// A source kind needs this many stories in a search's range to be calibrated on its
 /// own; a smaller one takes the largest kind's level (a mean over a few is no level).
 const CALIBRATION_MIN_STORIES: usize = 10;
-
-/// How hybrid search combines the vector and the lexical ranking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Fusion {
-    /// Reciprocal rank fusion: ranks only, robust to score scales.
-    Rrf,
-    /// Cosine plus a weighted, normalised BM25: keeps how close the scores are.
-    Linear,
-    /// Distribution-based score fusion: each ranking's scores are scaled by their own
-    /// spread over the candidates (mean ± 3 standard deviations to 0..1) and added,
-    /// BM25 weighted by `lexical_weight`. A lexical match that stands far above the rest
-    /// (an exact name or figure) counts for more than its rank alone says.
-    Dbsf,
-}
 
 /// `(s - (mean - 3 sd)) / 6 sd` over `scores`: 0..1 for a normal spread, above 1 for an
 /// outlier, never below 0 (a weak match must not count less than none). A list without
@@ -123,31 +75,6 @@ fn spread_scaler(scores: &[f32]) -> impl Fn(f32) -> f32 {
             ((s - (mean - 3.0 * sd)) / (6.0 * sd)).max(0.0)
         } else {
             0.5
-        }
-    }
-}
-
-impl Ranking {
-    /// These knobs with another [`Ranking::collection_shift`] (0: kinds not calibrated).
-    pub fn with_collection_shift(self, collection_shift: f32) -> Self {
-        Self {
-            collection_shift,
-            ..self
-        }
-    }
-}
-
-impl Default for Ranking {
-    fn default() -> Self {
-        Self {
-            deep_window_penalty: 0.02,
-            rrf_k: 60.0,
-            lexical_weight: 1.0,
-            plain_english_lexical_share: 1.0,
-            candidates: 50,
-            fusion: Fusion::Rrf,
-            linear_lexical_weight: 0.1,
-            collection_shift: 0.0,
         }
     }
 }
@@ -226,10 +153,10 @@ pub struct StoryHit {
 }
 
 /// A story's best window for a query, after the deep-window penalty.
-struct Ranked {
-    hit: WindowHit,
+pub(super) struct Ranked {
+    pub(super) hit: WindowHit,
     /// Cosine with the penalty applied: the score shown for the story.
-    adjusted: f32,
+    pub(super) adjusted: f32,
     /// `adjusted` less its source kind's calibration: what the vector ranking sorts by
     /// (equal to `adjusted` where no calibration applies).
     calibrated: f32,
@@ -264,7 +191,7 @@ impl Service {
     ) -> Result<Vec<StoryHit>, ServiceError> {
         let vector_needed = || {
             ServiceError::Invalid(Invalid::new(
-                "invalid_mode",
+                ErrorCode::InvalidMode,
                 format!("{} search needs the query's vector", mode.as_str()),
             ))
         };
@@ -414,7 +341,7 @@ impl Service {
             .story_windows(id)?
             .iter()
             .map(|(m, w)| {
-                let c = crate::embed::dot(vector, w);
+                let c = crate::vector::dot(vector, w);
                 let c = if m.start == 0 { c } else { c - penalty };
                 c - levels.of(m.kind)
             })
@@ -481,42 +408,6 @@ impl Service {
         Ok((merged, levels))
     }
 
-    /// Stories similar to a stored one, from its stored vectors (no model call).
-    pub fn similar(
-        &self,
-        id: &str,
-        k: TopK,
-        range: DateRange,
-        other_digests_only: bool,
-    ) -> Result<Vec<StoryHit>, ServiceError> {
-        let windows = self.store.story_windows(id)?;
-        let Some((first, _)) = windows.first() else {
-            return Err(ServiceError::NotFound {
-                what: "story",
-                id: id.to_owned(),
-            });
-        };
-        let digest_id = first.digest_id.clone();
-        let queries: Vec<Vec<f32>> = windows.into_iter().map(|(_, v)| v).collect();
-        let ranked = self.ranked_windows(&queries, k.get(), None, |m| {
-            &*m.story_id != id
-                && (!other_digests_only || m.digest_id != digest_id)
-                && range.contains_day(m.day)
-        })?;
-        let hits = ranked
-            .into_iter()
-            .map(|r| {
-                (
-                    r.hit.meta.story_id.to_string(),
-                    r.adjusted,
-                    Some(r.hit),
-                    None,
-                )
-            })
-            .collect();
-        self.hydrate(hits, None, None)
-    }
-
     /// Window hits for `queries` as one best window per story, at most `k` stories,
     /// best first by the penalised cosine.
     ///
@@ -539,7 +430,7 @@ impl Service {
             .collect())
     }
 
-    fn ranked_windows(
+    pub(super) fn ranked_windows(
         &self,
         queries: &[Vec<f32>],
         k: usize,
@@ -606,7 +497,7 @@ impl Service {
     /// Stored stories for ranked ids, with their snippets. A story without a window hit
     /// (found only by its terms) gets its best window against `vector` when there is
     /// one, else its first.
-    fn hydrate(
+    pub(super) fn hydrate(
         &self,
         hits: Vec<(String, f32, Option<WindowHit>, Option<f32>)>,
         query: Option<&str>,
@@ -629,7 +520,7 @@ impl Service {
                             .store
                             .story_windows(&id)?
                             .into_iter()
-                            .map(|(m, w)| ((m.start, m.end), crate::embed::dot(v, &w)))
+                            .map(|(m, w)| ((m.start, m.end), crate::vector::dot(v, &w)))
                             .max_by(|a, b| a.1.total_cmp(&b.1));
                         (best.map(|b| b.0), best.map(|b| b.1))
                     }

@@ -16,7 +16,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{blob_to_vector, Store, StoreError, WindowMeta};
+use super::rows::{blob_to_vector, story_from_row, STORY_SELECT_COLUMNS};
+use super::{Store, StoreError, WindowMeta};
 use crate::cluster::{canonical_url, choose_cluster, pair_score, Item, Params};
 
 /// Sort key of undated stories (archive entries without a date): before every dated one.
@@ -163,7 +164,7 @@ impl Store {
                 let Some(other) = member(tx, id, self.dimension)? else {
                     continue; // removed in this transaction
                 };
-                let cosine = crate::cluster::dot(&story.item.vector, &other.item.vector);
+                let cosine = crate::vector::dot(&story.item.vector, &other.item.vector);
                 if pair_score(&story.item, &other.item, cosine, params) >= params.threshold {
                     clusters.extend(other.cluster);
                 }
@@ -249,7 +250,7 @@ impl Store {
             "{}, s.cluster, s.vector FROM stories s JOIN digests d ON d.id = s.digest_id
              WHERE {by_day}
                AND EXISTS (SELECT 1 FROM stories o WHERE o.cluster = s.cluster AND o.id != s.id)",
-            super::STORY_SELECT_COLUMNS
+            STORY_SELECT_COLUMNS
         ))?;
         let (since, until) = (since.unwrap_or(0), until.unwrap_or(u32::MAX));
         let bind: &[&dyn rusqlite::ToSql] = if range.is_all() {
@@ -259,7 +260,7 @@ impl Store {
         };
         let rows = stmt.query_map(bind, |r| {
             Ok((
-                super::story_from_row(r)?,
+                story_from_row(r)?,
                 r.get::<_, String>(11)?,
                 r.get::<_, Vec<u8>>(12)?,
             ))

@@ -83,7 +83,12 @@ impl FlatIndex {
             .iter()
             .enumerate()
             .filter(|(_, meta)| keep(meta))
-            .map(|(row, _)| (dot(query, &self.vectors[row * d..(row + 1) * d]), row))
+            .map(|(row, _)| {
+                (
+                    crate::vector::dot_lanes(query, &self.vectors[row * d..(row + 1) * d]),
+                    row,
+                )
+            })
             .collect();
         let order = |a: &(f32, usize), b: &(f32, usize)| {
             b.0.total_cmp(&a.0)
@@ -99,26 +104,6 @@ impl FlatIndex {
             .map(|(score, row)| (self.keys[row], score, &self.metas[row]))
             .collect()
     }
-}
-
-/// Dot product in sixteen independent lanes, which the compiler turns into SIMD (a
-/// single running sum cannot be reordered, so it stays scalar).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 16;
-    let mut acc = [0.0f32; LANES];
-    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = a_chunks
-        .remainder()
-        .iter()
-        .zip(b_chunks.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in a_chunks.zip(b_chunks) {
-        for i in 0..LANES {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]
@@ -148,7 +133,7 @@ mod tests {
                     })
                     .map(|x| x / (1u64 << 24) as f32 - 0.5)
                     .collect();
-                crate::embed::normalize(&mut v);
+                crate::vector::normalize(&mut v);
                 v
             })
             .collect()
@@ -171,7 +156,7 @@ mod tests {
             let mut want: Vec<(u64, f32)> = vectors
                 .iter()
                 .enumerate()
-                .map(|(k, v)| (k as u64, crate::embed::dot(v, q)))
+                .map(|(k, v)| (k as u64, crate::vector::dot(v, q)))
                 .filter(|(k, _)| k.is_multiple_of(40) && *k != 0)
                 .collect();
             want.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -190,7 +175,7 @@ mod tests {
     #[test]
     fn the_lane_dot_product_equals_the_plain_one() {
         let v = scattered(3, 385);
-        let plain = crate::embed::dot(&v[0], &v[1]);
-        assert!((dot(&v[0], &v[1]) - plain).abs() < 1e-6);
+        let plain = crate::vector::dot(&v[0], &v[1]);
+        assert!((crate::vector::dot_lanes(&v[0], &v[1]) - plain).abs() < 1e-6);
     }
 }

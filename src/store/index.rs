@@ -286,7 +286,7 @@ mod tests {
 
     fn unit(v: &[f32]) -> Vec<f32> {
         let mut v = v.to_vec();
-        crate::embed::normalize(&mut v);
+        crate::vector::normalize(&mut v);
         v
     }
 

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use storydex::embed::Encoder;
-use storydex::http::{AppState, ServeSettings};
+use storydex::server::{AppState, ServeSettings};
 use storydex::service::{Service, Tuning};
 use storydex::store::Store;
 
@@ -175,7 +175,7 @@ async fn an_editor_finds_checks_and_publishes_stories_in_a_real_browser() {
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(storydex::http::serve(listener, state, async move {
+    let server = tokio::spawn(storydex::server::serve(listener, state, async move {
         let _ = stopped.await;
     }));
 

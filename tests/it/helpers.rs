@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 use storydex::embed::fake::FakeEncoder;
 use storydex::embed::{CandleEncoder, ModelFiles, ModelSpec};
-use storydex::http::{AppState, ServeSettings};
+use storydex::server::{AppState, ServeSettings};
 use storydex::service::Service;
 use storydex::store::Store;
 use tempfile::TempDir;
@@ -123,9 +123,13 @@ pub(crate) async fn spawn_app_with(options: AppOptions) -> TestApp {
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (tx, rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(storydex::http::serve(listener, state.clone(), async move {
-        let _ = rx.await;
-    }));
+    let server = tokio::spawn(storydex::server::serve(
+        listener,
+        state.clone(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
     TestApp {
         base,
         client: reqwest::Client::builder()

@@ -1,7 +1,7 @@
 //! The happy paths: health, search, stories, similar, digests, ingest, metrics, OpenAPI.
 
 use serde_json::{json, Value};
-use storydex::http::ServeSettings;
+use storydex::server::ServeSettings;
 
 use crate::helpers::{
     assert_error, make_digest, spawn_app, spawn_app_with, AppOptions, ATLAS_DIGEST, ATLAS_STORY,

@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::Value;
 use storydex::embed::fake::FakeEncoder;
-use storydex::http::{router, AppState, ServeSettings};
+use storydex::server::{router, AppState, ServeSettings};
 use storydex::store::Store;
 use tower::ServiceExt;
 

@@ -1,7 +1,7 @@
 //! Every error status of the API, each with its JSON `error.code`.
 
 use serde_json::json;
-use storydex::http::ServeSettings;
+use storydex::server::ServeSettings;
 
 use crate::helpers::{assert_error, spawn_app, spawn_app_with_settings, ATLAS_STORY};
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use storydex::cli::ModelArgs;
 use storydex::embed::Encoder;
-use storydex::http::{AppState, ServeSettings};
+use storydex::server::{AppState, ServeSettings};
 use storydex::store::Store;
 
 use crate::helpers::{real_model_dir, sample_dir, ATLAS_STORY, SAMPLE_REPEATS};
@@ -33,7 +33,7 @@ async fn real_model_finds_a_chinese_story_from_an_english_query_over_http() {
     state.set_ready(store, encoder, 0.9).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(storydex::http::serve(
+    tokio::spawn(storydex::server::serve(
         listener,
         state,
         std::future::pending(),
@@ -96,7 +96,7 @@ async fn real_model_finds_the_sample_repeats_as_clusters_and_in_a_check() {
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(storydex::http::serve(
+    tokio::spawn(storydex::server::serve(
         listener,
         state,
         std::future::pending(),

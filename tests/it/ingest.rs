@@ -100,8 +100,8 @@ fn editing_one_summary_re_embeds_only_that_story_and_dropping_an_item_removes_it
     );
     assert_eq!(report.tokens, 0);
     assert!(service.story(&format!("{JUNE_DIGEST}-08")).is_err());
-    assert_eq!(service.store().story_count().unwrap(), 7);
-    assert_eq!(service.store().window_count(), 7);
+    assert_eq!(service.story_count().unwrap(), 7);
+    assert_eq!(service.window_count(), 7);
 }
 
 #[test]
@@ -113,7 +113,7 @@ fn bad_files_are_reported_with_file_and_line_and_stored_stories_stay_as_they_wer
     let stories_before: Vec<StoredStory> = service.digest(JUNE_DIGEST).unwrap().1;
     let vectors_before: Vec<_> = stories_before
         .iter()
-        .map(|s| service.store().story_windows(&s.id).unwrap())
+        .map(|s| service.story_windows(&s.id).unwrap())
         .map(|w| w.into_iter().map(|(_, v)| v).collect::<Vec<_>>())
         .collect();
 
@@ -175,11 +175,11 @@ fn bad_files_are_reported_with_file_and_line_and_stored_stories_stay_as_they_wer
     assert_eq!(stories_after, stories_before);
     let vectors_after: Vec<_> = stories_after
         .iter()
-        .map(|s| service.store().story_windows(&s.id).unwrap())
+        .map(|s| service.story_windows(&s.id).unwrap())
         .map(|w| w.into_iter().map(|(_, v)| v).collect::<Vec<_>>())
         .collect();
     assert_eq!(vectors_after, vectors_before);
-    assert_eq!(service.store().story_count().unwrap(), 8 + 7);
+    assert_eq!(service.story_count().unwrap(), 8 + 7);
 }
 
 /// A store holding the Atlas digest, and the top three ids and scores for the Atlas query.
@@ -189,7 +189,7 @@ fn atlas_store() -> (TempDir, Vec<(String, f32)>) {
     ingest(&service, &sample_dir().join(ATLAS_FILE));
     let top = atlas_top(&service);
     assert_eq!(top[0].0, ATLAS_STORY, "{top:?}");
-    assert!(service.store().index_path().is_file());
+    assert!(service.index_path().is_file());
     (data, top)
 }
 
@@ -223,9 +223,9 @@ fn deleted_index_is_rebuilt_from_sqlite_on_open() {
     std::fs::remove_file(&index).expect("the store keeps its index in index.usearch");
 
     let service = open_service(data.path());
-    assert_eq!(service.store().index_path(), index);
+    assert_eq!(service.index_path(), index);
     assert!(index.is_file(), "the rebuilt index is saved again");
-    assert_eq!(service.store().window_count(), 10);
+    assert_eq!(service.window_count(), 10);
     assert_same_hits(&atlas_top(&service), &before);
 }
 
@@ -241,7 +241,7 @@ fn corrupt_index_is_rebuilt_from_sqlite_on_open() {
     ] {
         std::fs::write(&index, &garbage).unwrap();
         let service = open_service(data.path());
-        assert_eq!(service.store().window_count(), 10);
+        assert_eq!(service.window_count(), 10);
         assert_same_hits(&atlas_top(&service), &before);
         drop(service);
         let saved = std::fs::read(&index).unwrap();

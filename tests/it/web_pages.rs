@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use reqwest::header::CONTENT_TYPE;
-use storydex::http::ServeSettings;
+use storydex::server::ServeSettings;
 use tokio::task::JoinSet;
 
 use crate::helpers::{
@@ -314,4 +314,64 @@ async fn an_unknown_page_is_a_readable_sentence_for_a_browser_and_json_for_the_a
         .expect("request");
     assert_eq!(api.status(), 404);
     assert!(api.text().await.expect("body").contains("route_not_found"));
+}
+
+/// Drives the router in-process as if it listened on a public address without a key:
+/// the page's publish form must refuse, as the API does, and store nothing.
+#[tokio::test]
+async fn publishing_from_the_page_is_refused_off_loopback_without_a_key() {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use storydex::embed::fake::FakeEncoder;
+    use storydex::server::{router, AppState};
+    use storydex::store::Store;
+    use tower::ServiceExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), "fake-hash-384", 384).unwrap());
+    let state = AppState::new(&ServeSettings::default());
+    state
+        .set_ready(Arc::clone(&store), Arc::new(FakeEncoder::default()), 0.9)
+        .unwrap();
+    state.set_local_addr("192.0.2.10:8080".parse().unwrap());
+    let draft = make_digest("2026-02-06T08:00:00+08:00", "quokka", 1);
+    let encoded: String = draft
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let form = format!("draft={encoded}&key=");
+    let request = Request::post("/publish")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(form))
+        .unwrap();
+    let response = router(state.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let body = String::from_utf8(body.to_vec()).unwrap();
+    assert!(body.starts_with("<!doctype html>"), "{body}");
+    assert!(
+        body.contains("Publishing is switched off: this server listens on a public address"),
+        "{body}"
+    );
+    assert!(
+        body.contains("quokka story number 1"),
+        "the draft is kept: {body}"
+    );
+    assert_eq!(store.story_count().unwrap(), 0, "nothing was stored");
+
+    // The draft form says so up front instead of offering a form that cannot work.
+    let request = Request::get("/check").body(Body::empty()).unwrap();
+    let response = router(state).oneshot(request).await.unwrap();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let body = String::from_utf8(body.to_vec()).unwrap();
+    assert!(body.contains("Publishing is switched off"), "{body}");
 }

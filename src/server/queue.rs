@@ -4,7 +4,7 @@
 //! Owns: the queue, its depth gauge, and [`QueuedEncoder`], the encoder the server's
 //! `Service` is built with so that ingests embed through the same queue. Must not: run on
 //! or block the async runtime; async callers use [`EmbedWorker::run`], which never waits
-//! for room in the queue (a full queue is an immediate [`WorkerError::Full`]).
+//! for room in the queue (a full queue is an immediate [`QueueError::Full`]).
 //!
 //! Why one thread per core, not more: the model's kernels already spread one call over
 //! rayon's pool, so extra threads would only contend; a queue makes waiting visible and
@@ -50,7 +50,7 @@ enum Work {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum WorkerError {
+pub(crate) enum QueueError {
     #[error("the embedding queue is full")]
     Full,
     #[error("the embedding worker stopped or its job panicked")]
@@ -121,20 +121,20 @@ impl Shared {
     }
 
     /// Queues `job`; when the queue is full, fails (`wait == false`) or waits for room.
-    fn push(&self, job: Job, wait: bool) -> Result<(), WorkerError> {
+    fn push(&self, job: Job, wait: bool) -> Result<(), QueueError> {
         self.push_with(wait, |lanes| lanes.passages.push_back(job))
     }
 
     /// Queues a query text in the query lane, as [`Shared::push`] does a job.
-    fn push_text(&self, text: QueryText, wait: bool) -> Result<(), WorkerError> {
+    fn push_text(&self, text: QueryText, wait: bool) -> Result<(), QueueError> {
         self.push_with(wait, |lanes| lanes.queries.push_back(text))
     }
 
-    fn push_with(&self, wait: bool, put: impl FnOnce(&mut Lanes)) -> Result<(), WorkerError> {
+    fn push_with(&self, wait: bool, put: impl FnOnce(&mut Lanes)) -> Result<(), QueueError> {
         let mut lanes = self.lanes();
         while lanes.len() >= self.capacity {
             if !wait {
-                return Err(WorkerError::Full);
+                return Err(QueueError::Full);
             }
             lanes = self.room.wait(lanes).unwrap_or_else(|p| p.into_inner());
         }
@@ -228,10 +228,10 @@ impl EmbedWorker {
     pub(crate) async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&dyn Encoder) -> T + Send + 'static,
-    ) -> Result<T, WorkerError> {
+    ) -> Result<T, QueueError> {
         let (job, reply) = job(f);
         self.shared.push(job, false)?;
-        reply.await.map_err(|_| WorkerError::Stopped)
+        reply.await.map_err(|_| QueueError::Stopped)
     }
 
     /// A query's vector, embedded together with the query texts waiting beside it; fails
@@ -239,20 +239,20 @@ impl EmbedWorker {
     pub(crate) async fn embed_query(
         &self,
         text: String,
-    ) -> Result<Result<Vec<f32>, EmbedError>, WorkerError> {
+    ) -> Result<Result<Vec<f32>, EmbedError>, QueueError> {
         let (reply, answer) = oneshot::channel();
         self.shared.push_text(QueryText { text, reply }, false)?;
-        answer.await.map_err(|_| WorkerError::Stopped)
+        answer.await.map_err(|_| QueueError::Stopped)
     }
 
     /// [`EmbedWorker::embed_query`] from a blocking thread, waiting for room in the queue.
     pub(crate) fn embed_query_blocking(
         &self,
         text: String,
-    ) -> Result<Result<Vec<f32>, EmbedError>, WorkerError> {
+    ) -> Result<Result<Vec<f32>, EmbedError>, QueueError> {
         let (reply, answer) = oneshot::channel();
         self.shared.push_text(QueryText { text, reply }, true)?;
-        answer.blocking_recv().map_err(|_| WorkerError::Stopped)
+        answer.blocking_recv().map_err(|_| QueueError::Stopped)
     }
 
     /// Runs `f` on the worker from a blocking thread, waiting for room in the queue.
@@ -262,10 +262,10 @@ impl EmbedWorker {
     pub(crate) fn run_blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&dyn Encoder) -> T + Send + 'static,
-    ) -> Result<T, WorkerError> {
+    ) -> Result<T, QueueError> {
         let (job, reply) = job(f);
         self.shared.push(job, true)?;
-        reply.blocking_recv().map_err(|_| WorkerError::Stopped)
+        reply.blocking_recv().map_err(|_| QueueError::Stopped)
     }
 }
 
@@ -330,7 +330,7 @@ impl QueuedEncoder {
     }
 }
 
-fn stopped(e: WorkerError) -> EmbedError {
+fn stopped(e: QueueError) -> EmbedError {
     EmbedError::Candle(candle_core::Error::Msg(e.to_string()))
 }
 
@@ -399,7 +399,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(worker.depth(), 1);
         let refused = worker.embed_query("three".into()).await;
-        assert_eq!(refused.unwrap_err(), WorkerError::Full);
+        assert_eq!(refused.unwrap_err(), QueueError::Full);
         assert!(running.await.unwrap().unwrap().is_ok());
         assert!(waiting.await.unwrap().unwrap().is_ok());
         assert_eq!(worker.depth(), 0);
@@ -416,7 +416,7 @@ mod tests {
         )
         .unwrap();
         let failed = worker.run(|_| -> usize { panic!("boom") }).await;
-        assert_eq!(failed.unwrap_err(), WorkerError::Stopped);
+        assert_eq!(failed.unwrap_err(), QueueError::Stopped);
         assert_eq!(worker.run(|e| e.dimension()).await, Ok(8));
     }
 

@@ -12,15 +12,11 @@
 
 use std::collections::HashSet;
 
+use crate::lexical::{is_cjk, is_function_word};
+
 /// Longest CJK substring looked for: long enough for names like 英伟达黄仁勋, short
 /// enough that a 2,000-character query stays cheap.
 const MAX_CJK: usize = 8;
-
-/// Short words that would mark half of any English text.
-const STOPWORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "in", "is", "it", "of", "on",
-    "or", "the", "to", "was", "with",
-];
 
 /// HTML-escapes text for element content and quoted attribute values.
 pub(crate) fn escape(text: &str, out: &mut String) {
@@ -34,16 +30,6 @@ pub(crate) fn escape(text: &str, out: &mut String) {
             c => out.push(c),
         }
     }
-}
-
-fn is_cjk(c: char) -> bool {
-    matches!(c,
-        '\u{3040}'..='\u{30ff}'      // kana
-        | '\u{3400}'..='\u{4dbf}'    // CJK extension A
-        | '\u{4e00}'..='\u{9fff}'    // CJK unified ideographs
-        | '\u{ac00}'..='\u{d7af}'    // Hangul syllables
-        | '\u{f900}'..='\u{faff}'    // compatibility ideographs
-        | '\u{20000}'..='\u{2ffff}') // extensions B and later
 }
 
 /// What to look for: Latin/digit words (lowercased ASCII) and CJK substrings.
@@ -62,7 +48,7 @@ impl Terms {
         let mut run: Vec<char> = Vec::new();
         let flush_word = |word: &mut String, words: &mut Vec<Vec<char>>| {
             let w = word.to_ascii_lowercase();
-            if w.chars().count() >= 2 && !STOPWORDS.contains(&w.as_str()) {
+            if w.chars().count() >= 2 && !is_function_word(&w) {
                 let chars: Vec<char> = w.chars().collect();
                 if !words.contains(&chars) {
                     words.push(chars);

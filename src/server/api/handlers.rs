@@ -1,8 +1,9 @@
 //! Route handlers: extract, validate into domain types, call the service, shape the reply.
 //!
 //! Owns: the mapping between HTTP requests and service calls. Must not: decide status
-//! codes for errors (return [`ApiError`]), embed on the async runtime (use
-//! `AppState::embed`), or touch the store outside `AppState::read`/`write`.
+//! codes for errors (return [`RequestError`]), embed on the async runtime (the state's
+//! `search` and `check_draft` embed on the queue), or call the service outside
+//! `AppState::read`/`write`.
 
 // utoipa's `#[utoipa::path]` emits a `pub struct __path_<handler>` for each handler.
 #![allow(unreachable_pub)]
@@ -10,7 +11,7 @@
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::http::{header, Method, StatusCode, Uri};
+use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::Deserialize;
@@ -18,42 +19,16 @@ use utoipa::{IntoParams, OpenApi};
 
 use super::auth::WriteAccess;
 use super::extract::{AppJson, AppPath, AppQuery, MarkdownBody, BODY_SOURCE};
-use super::{ApiError, AppState, ErrorBody};
+use super::ErrorBody;
 use crate::api::{
     CheckResponse, CheckedItemView, ClusterView, CoverageView, CreatedItem, DigestCreated,
     DigestDetail, DigestView, DigestsResponse, DuplicatesResponse, HealthResponse, Hit,
     HitsResponse, SearchRequest, SearchResponse, StoryDuplicatesResponse, StoryView,
 };
-use crate::corpus::{self, ParseError, ParsedFile, SourceKind};
-use crate::domain::{DateRange, Invalid, QueryText, TopK};
-use crate::service::{CheckedIngest, SearchMode, ServiceError};
-
-/// Stories per model call when checking a draft, as an ingest commits them: a search
-/// waits for at most one such batch.
-const CHECK_BATCH: usize = 8;
-
-/// Checks a parsed draft (nothing stored): its stories are embedded on the queue a batch
-/// at a time, then compared with the store. Shared by `POST /v1/check` and the page.
-pub(crate) async fn check_parsed(
-    state: &AppState,
-    parsed: ParsedFile,
-) -> Result<Vec<crate::service::CheckedItem>, ApiError> {
-    let mut windows = Vec::with_capacity(parsed.stories.len());
-    for chunk in parsed.stories.chunks(CHECK_BATCH) {
-        let texts: Vec<String> = chunk.iter().map(|s| s.text.clone()).collect();
-        let embedded = state
-            .embed_passages(move |encoder| {
-                let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-                encoder.embed_passages(&texts)
-            })
-            .await?;
-        windows.extend(embedded);
-    }
-    let stories = parsed.stories;
-    state
-        .read(move |service| service.check_embedded(stories, windows))
-        .await
-}
+use crate::corpus::{ParseError, ParsedFile};
+use crate::domain::{DateRange, ErrorCode, Invalid, QueryText, TopK};
+use crate::server::{AppState, RequestError};
+use crate::service::{CheckedIngest, SearchMode};
 
 /// Query parameters of `GET /v1/search`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -107,20 +82,23 @@ pub(crate) struct DuplicatesParams {
     #[param(schema_with = crate::api::day_param_schema)]
     until: Option<String>,
     /// Pair score two stories must reach to be the same event, 0 to 1 (default: the
-    /// model's calibrated threshold).
+    /// model's calibrated threshold). The default answers from the clusters kept up to
+    /// date at ingest (online assignment: each new story joins the cluster it matches);
+    /// any other value clusters the stories of the range afresh with average linkage
+    /// (slower on the first request, then cached until the next ingest).
     #[param(value_type = Option<f32>, minimum = 0, maximum = 1)]
     min_score: Option<String>,
 }
 
 /// A number, or `invalid_min_score` (not `invalid_query_string`): whether it lies in
 /// 0..=1 is the service's rule.
-fn min_score(raw: Option<&str>) -> Result<Option<f32>, ApiError> {
+fn min_score(raw: Option<&str>) -> Result<Option<f32>, RequestError> {
     let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
         return Ok(None);
     };
     raw.parse::<f32>().map(Some).map_err(|_| {
         Invalid::new(
-            "invalid_min_score",
+            ErrorCode::InvalidMinScore,
             format!("min_score must be a number between 0 and 1, got {raw:?}"),
         )
         .into()
@@ -135,25 +113,20 @@ date: 2026-02-01T08:00:00+08:00\ncategories: [\"AI Industry\"]\n---\n\n\
 
 /// A posted digest (`POST /v1/digests`, `POST /v1/check`). Archives are refused: their
 /// ids derive from the file name, which a request body does not have.
-fn parse_digest(text: &str) -> Result<ParsedFile, ServiceError> {
-    let parsed = corpus::parse_str(BODY_SOURCE, text)?;
-    if parsed.digest.kind == SourceKind::Archive {
-        return Err(ServiceError::Parse(ParseError {
-            source_name: BODY_SOURCE.to_owned(),
-            line: 1,
-            message: "this is an archive; the API takes one digest (front matter starting \
-                      with ---); ingest archives with `storydex ingest`"
-                .to_owned(),
-        }));
-    }
-    Ok(parsed)
+fn parse_digest(text: &str) -> Result<ParsedFile, ParseError> {
+    crate::service::parse_draft(
+        BODY_SOURCE,
+        text,
+        "this is an archive; the API takes one digest (front matter starting with ---); \
+         ingest archives with `storydex ingest`",
+    )
 }
 
 fn filter(
     k: Option<usize>,
     since: Option<&str>,
     until: Option<&str>,
-) -> Result<(TopK, DateRange), ApiError> {
+) -> Result<(TopK, DateRange), RequestError> {
     let k = k.map_or(Ok(TopK::DEFAULT), TopK::new)?;
     Ok((k, DateRange::parse(since, until)?))
 }
@@ -172,7 +145,7 @@ fn filter(
 pub(crate) async fn search_post(
     State(state): State<AppState>,
     AppJson(request): AppJson<SearchRequest>,
-) -> Result<Json<SearchResponse>, ApiError> {
+) -> Result<Json<SearchResponse>, RequestError> {
     search(
         &state,
         &request.query,
@@ -197,7 +170,7 @@ pub(crate) async fn search_post(
 pub(crate) async fn search_get(
     State(state): State<AppState>,
     AppQuery(params): AppQuery<SearchParams>,
-) -> Result<Json<SearchResponse>, ApiError> {
+) -> Result<Json<SearchResponse>, RequestError> {
     search(
         &state,
         params.q.as_deref().unwrap_or(""),
@@ -216,19 +189,12 @@ async fn search(
     since: Option<&str>,
     until: Option<&str>,
     mode: Option<&str>,
-) -> Result<Json<SearchResponse>, ApiError> {
+) -> Result<Json<SearchResponse>, RequestError> {
     let started = Instant::now();
     let (k, range) = filter(k, since, until)?;
     let mode: SearchMode = mode.unwrap_or("").parse()?;
     let query = QueryText::new(query)?;
-    let vector = if mode.needs_vector() {
-        Some(state.embed_query(query.as_str().to_owned()).await?)
-    } else {
-        None
-    };
-    let hits = state
-        .read(move |service| service.search_with(&query, vector.as_deref(), k, range, mode))
-        .await?;
+    let hits = state.search(query, k, range, mode).await?;
     Ok(Json(SearchResponse {
         mode: mode.as_str().to_owned(),
         hits: hits.into_iter().map(Hit::from).collect(),
@@ -245,7 +211,7 @@ async fn search(
 pub(crate) async fn story(
     State(state): State<AppState>,
     AppPath(id): AppPath<String>,
-) -> Result<Json<StoryView>, ApiError> {
+) -> Result<Json<StoryView>, RequestError> {
     let story = state.read(move |service| service.story(&id)).await?;
     Ok(Json(story.into()))
 }
@@ -264,7 +230,7 @@ pub(crate) async fn similar(
     State(state): State<AppState>,
     AppPath(id): AppPath<String>,
     AppQuery(params): AppQuery<SimilarParams>,
-) -> Result<Json<HitsResponse>, ApiError> {
+) -> Result<Json<HitsResponse>, RequestError> {
     let (k, range) = filter(params.k, params.since.as_deref(), params.until.as_deref())?;
     let hits = state
         .read(move |service| service.similar(&id, k, range, params.other_digests))
@@ -281,7 +247,7 @@ pub(crate) async fn similar(
 )]
 pub(crate) async fn digests(
     State(state): State<AppState>,
-) -> Result<Json<DigestsResponse>, ApiError> {
+) -> Result<Json<DigestsResponse>, RequestError> {
     let digests = state.read(|service| service.digests()).await?;
     Ok(Json(DigestsResponse {
         digests: digests.into_iter().map(DigestView::from).collect(),
@@ -297,7 +263,7 @@ pub(crate) async fn digests(
 pub(crate) async fn digest(
     State(state): State<AppState>,
     AppPath(id): AppPath<String>,
-) -> Result<Json<DigestDetail>, ApiError> {
+) -> Result<Json<DigestDetail>, RequestError> {
     let (digest, stories) = state.read(move |service| service.digest(&id)).await?;
     Ok(Json(DigestDetail {
         digest: digest.into(),
@@ -324,13 +290,16 @@ pub(crate) async fn create_digest(
     _write: WriteAccess,
     State(state): State<AppState>,
     MarkdownBody(text): MarkdownBody,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<impl IntoResponse, RequestError> {
     let CheckedIngest {
         parsed,
         report,
         previous_coverage,
     } = state
-        .write(move |service| Ok(service.ingest_checked(parse_digest(&text)?)?))
+        .write(move |service| {
+            let parsed = parse_digest(&text).map_err(RequestError::InvalidDigest)?;
+            Ok(service.ingest_checked(parsed)?)
+        })
         .await?;
     let created = DigestCreated {
         digest: parsed.digest.id.clone(),
@@ -359,6 +328,10 @@ pub(crate) async fn create_digest(
 }
 
 /// Same-event clusters: stories of different digests that report the same event
+///
+/// Without `min_score` (or with the model's threshold) the clusters are the ones kept at
+/// ingest by online assignment; with another `min_score` the stories of the range are
+/// clustered afresh by average linkage, so the same stories may group differently.
 #[utoipa::path(
     get, path = "/v1/duplicates", tag = "duplicates",
     params(DuplicatesParams),
@@ -371,7 +344,7 @@ pub(crate) async fn create_digest(
 pub(crate) async fn duplicates(
     State(state): State<AppState>,
     AppQuery(params): AppQuery<DuplicatesParams>,
-) -> Result<Json<DuplicatesResponse>, ApiError> {
+) -> Result<Json<DuplicatesResponse>, RequestError> {
     let range = DateRange::parse(params.since.as_deref(), params.until.as_deref())?;
     let min_score = min_score(params.min_score.as_deref())?;
     let clusters = state
@@ -394,7 +367,7 @@ pub(crate) async fn duplicates(
 pub(crate) async fn story_duplicates(
     State(state): State<AppState>,
     AppPath(id): AppPath<String>,
-) -> Result<Json<StoryDuplicatesResponse>, ApiError> {
+) -> Result<Json<StoryDuplicatesResponse>, RequestError> {
     let (id, cluster) = state
         .read(move |service| {
             let cluster = service.story_duplicates(&id)?;
@@ -419,12 +392,13 @@ pub(crate) async fn story_duplicates(
 pub(crate) async fn check(
     State(state): State<AppState>,
     MarkdownBody(text): MarkdownBody,
-) -> Result<Json<CheckResponse>, ApiError> {
+) -> Result<Json<CheckResponse>, RequestError> {
     let parsed = tokio::task::spawn_blocking(move || parse_digest(&text))
         .await
-        .map_err(ApiError::internal)??;
+        .map_err(RequestError::internal)?
+        .map_err(RequestError::InvalidDigest)?;
     let digest = parsed.digest.id.clone();
-    let items = check_parsed(&state, parsed).await?;
+    let items = state.check_draft(parsed).await?;
     Ok(Json(CheckResponse {
         digest,
         items: items.into_iter().map(CheckedItemView::from).collect(),
@@ -439,7 +413,9 @@ pub(crate) async fn check(
         (status = 503, description = "still starting", body = HealthResponse),
     )
 )]
-pub(crate) async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+pub(crate) async fn health(
+    State(state): State<AppState>,
+) -> Result<impl IntoResponse, RequestError> {
     let Some(service) = state.service() else {
         let starting = HealthResponse {
             status: "starting".to_owned(),
@@ -448,15 +424,13 @@ pub(crate) async fn health(State(state): State<AppState>) -> Result<impl IntoRes
         };
         return Ok((StatusCode::SERVICE_UNAVAILABLE, Json(starting)));
     };
-    let stories = state
-        .read(|service| Ok(service.store().story_count()?))
-        .await?;
+    let stories = state.read(|service| service.story_count()).await?;
     Ok((
         StatusCode::OK,
         Json(HealthResponse {
             status: "ok".to_owned(),
             stories,
-            model: Some(service.store().model_id().to_owned()),
+            model: Some(service.model_id().to_owned()),
         }),
     ))
 }
@@ -466,11 +440,11 @@ pub(crate) async fn health(State(state): State<AppState>) -> Result<impl IntoRes
     get, path = "/metrics", tag = "meta",
     responses((status = 200, content_type = "text/plain", body = String))
 )]
-pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+pub(crate) async fn metrics(
+    State(state): State<AppState>,
+) -> Result<impl IntoResponse, RequestError> {
     let stories = if state.is_ready() {
-        state
-            .read(|service| Ok(service.store().story_count()?))
-            .await?
+        state.read(|service| service.story_count()).await?
     } else {
         0
     };
@@ -491,31 +465,4 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoRe
 )]
 pub(crate) async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(super::ApiDoc::openapi())
-}
-
-/// An unknown path: the JSON error for API clients, a readable page for a browser
-/// (outside `/v1/`, when it asks for HTML).
-pub(crate) async fn route_not_found(
-    uri: Uri,
-    headers: axum::http::HeaderMap,
-) -> axum::response::Response {
-    let error = ApiError::RouteNotFound {
-        path: uri.path().to_owned(),
-    };
-    let wants_html = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/html"));
-    if wants_html && !uri.path().starts_with("/v1/") {
-        crate::web::PageError(error).into_response()
-    } else {
-        error.into_response()
-    }
-}
-
-pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
-    ApiError::MethodNotAllowed {
-        method: method.to_string(),
-        path: uri.path().to_owned(),
-    }
 }

@@ -1,10 +1,10 @@
 //! Page handlers: read the request, call the service through [`AppState`] (model calls
-//! on the embedding worker, store reads on blocking threads), hand a view to its
+//! on the embedding queue, store reads on blocking threads), hand a view to its
 //! template.
 //!
 //! Owns: what each page fetches and how a form's failure is shown (inside the form,
-//! keeping what the editor typed). Must not: embed on the async runtime, touch the
-//! store outside `AppState::read`/`write`, or write on a GET.
+//! keeping what the editor typed). Must not: embed on the async runtime, call the
+//! service outside `AppState::read`/`write`, or write on a GET.
 
 use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
 use axum::extract::{Form, Multipart, Path, Query, State};
@@ -18,9 +18,10 @@ use super::views::{
     DuplicatesPage, HitRow, PublishedPage, SearchPage, StoryPage, StoryRow,
 };
 use super::{render, same_origin, sentence, write_allowed, PageError};
-use crate::corpus::{self, ParseError, ParsedFile, SourceKind};
-use crate::domain::{DateRange, Invalid, QueryText, TopK};
-use crate::http::{ApiError, AppState};
+use crate::corpus::ParsedFile;
+use crate::domain::{DateRange, ErrorCode, Invalid, QueryText, TopK};
+use crate::server::access::writes_disabled;
+use crate::server::{AppState, RequestError};
 use crate::service::{CheckedIngest, SearchMode, Service, ServiceError};
 
 /// Where a draft from the page says it came from, in stored rows and messages.
@@ -39,12 +40,12 @@ const SEARCH_MODES: &[(&str, &str)] = &[
     ("lexical", "关键词 lexical: exact words only"),
 ];
 
-fn query_error(e: QueryRejection) -> ApiError {
-    ApiError::InvalidQueryString(e.body_text())
+fn query_error(e: QueryRejection) -> RequestError {
+    RequestError::InvalidQueryString(e.body_text())
 }
 
-fn path_error(e: PathRejection) -> ApiError {
-    ApiError::InvalidPath(e.body_text())
+fn path_error(e: PathRejection) -> RequestError {
+    RequestError::InvalidPath(e.body_text())
 }
 
 /// `/` and `/?q=...`: the search box, and results when there is a query.
@@ -99,13 +100,13 @@ pub(crate) async fn search(
     }
 }
 
-fn top_k(raw: Option<&str>, default: usize) -> Result<TopK, ApiError> {
+fn top_k(raw: Option<&str>, default: usize) -> Result<TopK, RequestError> {
     match raw.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(TopK::new(default)?),
         Some(raw) => {
             let k = raw.parse::<usize>().map_err(|_| {
                 Invalid::new(
-                    "invalid_k",
+                    ErrorCode::InvalidK,
                     format!("the number of results must be a whole number, got {raw:?}"),
                 )
             })?;
@@ -121,20 +122,12 @@ async fn run_search(
     until: &str,
     mode: &str,
     k: Option<&str>,
-) -> Result<Vec<HitRow>, ApiError> {
+) -> Result<Vec<HitRow>, RequestError> {
     let k = top_k(k, SEARCH_K)?;
     let range = DateRange::parse(Some(since), Some(until))?;
     let mode: SearchMode = mode.parse()?;
     let query = QueryText::new(q)?;
-    let vector = if mode.needs_vector() {
-        Some(state.embed_query(query.as_str().to_owned()).await?)
-    } else {
-        None
-    };
-    let text = query.clone();
-    let hits = state
-        .read(move |service| service.search_with(&text, vector.as_deref(), k, range, mode))
-        .await?;
+    let hits = state.search(query.clone(), k, range, mode).await?;
     Ok(hits
         .into_iter()
         .map(|h| HitRow::new(h, Some(query.as_str())))
@@ -221,7 +214,7 @@ pub(crate) async fn duplicates(
     let range = match DateRange::parse(Some(page.since.trim()), Some(page.until.trim())) {
         Ok(range) => range,
         Err(e) => {
-            let e = ApiError::from(e);
+            let e = RequestError::from(e);
             page.error = Some(sentence(&e));
             return Ok(render(e.status(), &page));
         }
@@ -266,7 +259,7 @@ fn check_page(state: &AppState, draft: String) -> CheckPage {
         checked: None,
         publish: false,
         key_needed: state.api_key().is_some(),
-        publish_disabled: state.api_key().is_none() && !state.is_loopback(),
+        publish_disabled: writes_disabled(state),
     }
 }
 
@@ -285,11 +278,11 @@ pub(crate) async fn check(
     let mut page = check_page(&state, String::new());
     let result = async {
         same_origin(&headers)?;
-        let form = form.map_err(|e| ApiError::InvalidQueryString(e.body_text()))?;
+        let form = form.map_err(|e| RequestError::InvalidQueryString(e.body_text()))?;
         page.draft = read_draft(&state, form).await?;
         if page.draft.trim().is_empty() {
             return Err(Invalid::new(
-                "empty_draft",
+                ErrorCode::EmptyDraft,
                 "there is no draft to check: paste a digest into the box or pick its file",
             )
             .into());
@@ -313,7 +306,7 @@ pub(crate) async fn check(
 
 /// The draft of the check form: the picked file if there is one (the script already
 /// copies it into the box when JavaScript runs), else the box.
-async fn read_draft(state: &AppState, mut form: Multipart) -> Result<String, ApiError> {
+async fn read_draft(state: &AppState, mut form: Multipart) -> Result<String, RequestError> {
     let mut text = String::new();
     let mut file: Option<Vec<u8>> = None;
     loop {
@@ -337,7 +330,7 @@ async fn read_draft(state: &AppState, mut form: Multipart) -> Result<String, Api
         None => Ok(text),
         Some(bytes) => String::from_utf8(bytes).map_err(|_| {
             Invalid::new(
-                "invalid_file",
+                ErrorCode::InvalidFile,
                 "the picked file is not UTF-8 text: save the digest as UTF-8 and pick it again",
             )
             .into()
@@ -345,36 +338,31 @@ async fn read_draft(state: &AppState, mut form: Multipart) -> Result<String, Api
     }
 }
 
-fn multipart_error(state: &AppState, e: axum::extract::multipart::MultipartError) -> ApiError {
+fn multipart_error(state: &AppState, e: axum::extract::multipart::MultipartError) -> RequestError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge {
+        RequestError::PayloadTooLarge {
             limit: state.max_body(),
         }
     } else {
-        ApiError::InvalidQueryString(e.body_text())
+        RequestError::InvalidQueryString(e.body_text())
     }
 }
 
 /// One digest in the digest format. Archives are refused: their ids come from the file
 /// name, which a pasted text does not have.
-fn parse_draft(text: &str) -> Result<ParsedFile, ApiError> {
-    let parsed = corpus::parse_str(PAGE_SOURCE, text).map_err(ApiError::InvalidDigest)?;
-    if parsed.digest.kind == SourceKind::Archive {
-        return Err(ApiError::InvalidDigest(ParseError {
-            source_name: PAGE_SOURCE.to_owned(),
-            line: 1,
-            message: "this is not a digest: a digest starts with front matter (a line \
-                      `---`, then title and date), then numbered items; video archives \
-                      are added with `storydex ingest`"
-                .to_owned(),
-        }));
-    }
-    Ok(parsed)
+fn parse_draft(text: &str) -> Result<ParsedFile, RequestError> {
+    crate::service::parse_draft(
+        PAGE_SOURCE,
+        text,
+        "this is not a digest: a digest starts with front matter (a line `---`, then title \
+         and date), then numbered items; video archives are added with `storydex ingest`",
+    )
+    .map_err(RequestError::InvalidDigest)
 }
 
-async fn check_draft(state: &AppState, parsed: ParsedFile) -> Result<CheckedDraft, ApiError> {
+async fn check_draft(state: &AppState, parsed: ParsedFile) -> Result<CheckedDraft, RequestError> {
     let digest_id = parsed.digest.id.clone();
-    let items = crate::http::check_parsed(state, parsed).await?;
+    let items = state.check_draft(parsed).await?;
     let rows = items
         .into_iter()
         .map(|item| CheckedRow::new(&item.story, item.previous_coverage, item.nearest))
@@ -402,11 +390,11 @@ pub(crate) async fn publish(
         same_origin(&headers)?;
         let Form(form) = form.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge {
+                RequestError::PayloadTooLarge {
                     limit: state.max_body(),
                 }
             } else {
-                ApiError::InvalidQueryString(e.body_text())
+                RequestError::InvalidQueryString(e.body_text())
             }
         })?;
         page.draft = form.draft;

@@ -1,44 +1,44 @@
 //! The editors' web page: search, stories, duplicate clusters, the draft check and
 //! publishing, and the digests, as server-rendered HTML that works without JavaScript.
 //!
-//! Owns: the page routes (mounted next to the JSON API by `http::router`), their askama
-//! templates (`src/web/templates/`) and the CSS and script embedded in the binary, the
-//! rules that keep stored text harmless on a page ([`markdown`], [`highlight`]), and
-//! the page's guards on writes: the same key as the API, sent in the form body, and a
-//! same-origin check on every page POST.
-//! Must not: contain search or ingest logic (that is `service`), decide a status code
-//! (an [`ApiError`] does, in `http::error`), or answer a person with JSON.
+//! Owns: the page routes (mounted next to the JSON API by `server::router`), their
+//! askama templates (`src/server/pages/templates/`) and the CSS and script embedded in
+//! the binary, the rules that keep stored text harmless on a page ([`markdown`],
+//! [`highlight`]), and the page's guards on writes: the same key rule as the API
+//! ([`crate::server::access`]), with the key sent in the form body, and a same-origin
+//! check on every page POST.
+//! Must not: import the JSON API, contain search or ingest logic (that is `service`),
+//! decide a status code (a [`RequestError`] does), or answer a person with JSON.
 
+mod handlers;
 mod highlight;
 mod markdown;
-mod pages;
 mod views;
 
+use crate::server::access::{check_write, WriteRefusal};
+use crate::server::{cause_chain, AppState, RequestError};
 use askama::Template;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
-use subtle::ConstantTimeEq;
 
-use crate::http::{ApiError, AppState};
-
-/// The page routes; `http::router` merges them in before its layers, so they share the
-/// API's metrics, body limit and tracing.
-pub(crate) fn router() -> Router<AppState> {
+/// The page routes; `server::router` merges them in before its layers, so they share
+/// the API's metrics, body limit and tracing.
+pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/", get(pages::search))
-        .route("/stories/{id}", get(pages::story))
-        .route("/duplicates", get(pages::duplicates))
-        .route("/check", get(pages::check_form).post(pages::check))
+        .route("/", get(handlers::search))
+        .route("/stories/{id}", get(handlers::story))
+        .route("/duplicates", get(handlers::duplicates))
+        .route("/check", get(handlers::check_form).post(handlers::check))
         // A GET never writes: it only leads back to the draft check.
         .route(
             "/publish",
-            get(|| async { Redirect::to("/check") }).post(pages::publish),
+            get(|| async { Redirect::to("/check") }).post(handlers::publish),
         )
-        .route("/digests", get(pages::digests))
-        .route("/digests/{id}", get(pages::digest))
+        .route("/digests", get(handlers::digests))
+        .route("/digests/{id}", get(handlers::digest))
         .route("/static/style.css", get(style))
         .route("/static/app.js", get(script))
         .layer(middleware::map_response(security_headers))
@@ -90,10 +90,10 @@ async fn security_headers(mut response: Response) -> Response {
 
 /// A page, or the error page. Failures of form pages are shown inside the form instead
 /// (the editor's draft must survive a typo), so this is for the rest.
-pub(crate) struct PageError(pub(crate) ApiError);
+pub(crate) struct PageError(pub(crate) RequestError);
 
-impl From<ApiError> for PageError {
-    fn from(e: ApiError) -> Self {
+impl From<RequestError> for PageError {
+    fn from(e: RequestError) -> Self {
         Self(e)
     }
 }
@@ -133,39 +133,39 @@ pub(crate) fn render(status: StatusCode, page: &impl Template) -> Response {
 }
 
 /// The error page's heading.
-fn heading(e: &ApiError) -> &'static str {
+fn heading(e: &RequestError) -> &'static str {
     match e {
-        ApiError::Overloaded | ApiError::NotReady => "请稍后再试 · Busy",
-        ApiError::NotFound { .. } | ApiError::RouteNotFound { .. } => "找不到 · Not found",
-        ApiError::Unauthorized(_) | ApiError::Forbidden(_) => "不能发布 · Not allowed",
-        ApiError::Internal(_) => "出错了 · Something went wrong",
+        RequestError::Overloaded | RequestError::NotReady => "请稍后再试 · Busy",
+        RequestError::NotFound { .. } | RequestError::RouteNotFound { .. } => "找不到 · Not found",
+        RequestError::Unauthorized(_) | RequestError::Forbidden(_) => "不能发布 · Not allowed",
+        RequestError::Internal(_) => "出错了 · Something went wrong",
         _ => "请检查输入 · Please check the input",
     }
 }
 
 /// What went wrong as a sentence for a person, saying what to do about it.
-pub(crate) fn sentence(e: &ApiError) -> String {
+pub(crate) fn sentence(e: &RequestError) -> String {
     match e {
-        ApiError::Overloaded => "The server is busy: the model is working through other \
+        RequestError::Overloaded => "The server is busy: the model is working through other \
                                  requests. Try again in a moment. (服务器正忙，请稍后再试。)"
             .to_owned(),
-        ApiError::NotReady => "The server is still starting (loading the model and the \
+        RequestError::NotReady => "The server is still starting (loading the model and the \
                                index). Try again in a few seconds."
             .to_owned(),
-        ApiError::NotFound { what, id } => {
+        RequestError::NotFound { what, id } => {
             format!("There is no {what} with the id “{id}”. It may have been removed.")
         }
-        ApiError::InvalidDigest(parse) => format!(
+        RequestError::InvalidDigest(parse) => format!(
             "The draft could not be read: line {}: {}. Fix that line and try again.",
             parse.line, parse.message
         ),
-        ApiError::PayloadTooLarge { limit } => format!(
+        RequestError::PayloadTooLarge { limit } => format!(
             "The draft is too large: the limit is {} KB. Split it or ask for a larger \
              --max-body.",
             limit / 1024
         ),
-        ApiError::Internal(cause) => {
-            tracing::error!(error = %crate::http::cause_chain(cause.as_ref()), "page request failed");
+        RequestError::Internal(cause) => {
+            tracing::error!(error = %cause_chain(cause.as_ref()), "page request failed");
             "Something went wrong on the server; its log has the details.".to_owned()
         }
         other => capitalised(&other.to_string()),
@@ -191,13 +191,13 @@ fn capitalised(message: &str) -> String {
 /// cannot publish without knowing the key; this check also stops other sites from
 /// making a visitor's browser post drafts at all. Clients that send neither header
 /// (curl, scripts) are let through: they are not a browser being tricked.
-pub(crate) fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn same_origin(headers: &HeaderMap) -> Result<(), RequestError> {
     const CROSS_SITE: &str = "this form was sent from another site; open the page \
                               on this server and send it from there";
     if let Some(site) = headers.get("sec-fetch-site") {
         // `none`: the person did it themselves (typed the address, a bookmark).
         if !matches!(site.as_bytes(), b"same-origin" | b"none") {
-            return Err(ApiError::Forbidden(CROSS_SITE));
+            return Err(RequestError::Forbidden(CROSS_SITE));
         }
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
@@ -211,39 +211,28 @@ pub(crate) fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
             _ => false,
         };
         if !matches {
-            return Err(ApiError::Forbidden(CROSS_SITE));
+            return Err(RequestError::Forbidden(CROSS_SITE));
         }
     }
     Ok(())
 }
 
-/// The page's write check: the same rule and key as the API's bearer check
-/// (`http::auth`), with the key typed into the publish form.
-pub(crate) fn write_allowed(state: &AppState, key: &str) -> Result<(), ApiError> {
-    let Some(expected) = state.api_key() else {
-        return if state.is_loopback() {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden(
-                "publishing is switched off: this server listens on a public address \
-                 without a write key; start it with --api-key (or STORYDEX_API_KEY)",
-            ))
-        };
-    };
-    let key = key.trim();
-    if key.is_empty() {
-        return Err(ApiError::Unauthorized(
+/// The page's write check: the API's rule ([`crate::server::access`]), with the key
+/// typed into the publish form and refusals worded for a person.
+pub(crate) fn write_allowed(state: &AppState, key: &str) -> Result<(), RequestError> {
+    let key = Some(key.trim()).filter(|k| !k.is_empty());
+    check_write(state, key).map_err(|refusal| match refusal {
+        WriteRefusal::NoKeyOffLoopback => RequestError::Forbidden(
+            "publishing is switched off: this server listens on a public address \
+             without a write key; start it with --api-key (or STORYDEX_API_KEY)",
+        ),
+        WriteRefusal::MissingKey => RequestError::Unauthorized(
             "this server needs its write key to publish: type it into the key field",
-        ));
-    }
-    // Constant-time so the comparison does not tell how much of a guess was right.
-    if bool::from(key.as_bytes().ct_eq(expected.as_bytes())) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized(
-            "the write key is wrong: check it and publish again",
-        ))
-    }
+        ),
+        WriteRefusal::WrongKey => {
+            RequestError::Unauthorized("the write key is wrong: check it and publish again")
+        }
+    })
 }
 
 #[cfg(test)]
@@ -288,14 +277,14 @@ mod tests {
 
     #[test]
     fn error_sentences_say_what_to_do() {
-        assert!(sentence(&ApiError::Overloaded).contains("busy"));
-        assert!(sentence(&ApiError::Overloaded).contains("Try again"));
+        assert!(sentence(&RequestError::Overloaded).contains("busy"));
+        assert!(sentence(&RequestError::Overloaded).contains("Try again"));
         let invalid = crate::domain::DateRange::parse(Some("yesterday"), None).unwrap_err();
         assert_eq!(
-            sentence(&ApiError::Invalid(invalid)),
+            sentence(&RequestError::Invalid(invalid)),
             "Since must be a date like 2026-01-06, got \"yesterday\"."
         );
-        let internal = sentence(&ApiError::internal("disk on fire at /secret"));
+        let internal = sentence(&RequestError::internal("disk on fire at /secret"));
         assert!(!internal.contains("secret"));
     }
 }

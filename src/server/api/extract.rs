@@ -1,4 +1,4 @@
-//! Request extractors whose rejections are [`ApiError`]s, so malformed requests get the
+//! Request extractors whose rejections are [`RequestError`]s, so malformed requests get the
 //! same JSON error shape as everything else.
 //!
 //! Owns: content-type checks, body-size and syntax rejections. Must not: validate the
@@ -12,31 +12,33 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use serde::de::DeserializeOwned;
 
-use super::{ApiError, AppState};
 use crate::corpus::{self, ParseError};
+use crate::server::{AppState, RequestError};
 
 /// `Json<T>` with JSON errors: 415 without `application/json`, 400 `invalid_json`, 413.
 pub(crate) struct AppJson<T>(pub(crate) T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for AppJson<T> {
-    type Rejection = ApiError;
+    type Rejection = RequestError;
 
-    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, RequestError> {
         let got = content_type(request.headers());
         match Json::<T>::from_request(request, state).await {
             Ok(Json(value)) => Ok(Self(value)),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::UnsupportedMediaType {
-                expected: "application/json",
-                got,
-            }),
+            Err(JsonRejection::MissingJsonContentType(_)) => {
+                Err(RequestError::UnsupportedMediaType {
+                    expected: "application/json",
+                    got,
+                })
+            }
             Err(JsonRejection::BytesRejection(e))
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
             {
-                Err(ApiError::PayloadTooLarge {
+                Err(RequestError::PayloadTooLarge {
                     limit: state.max_body(),
                 })
             }
-            Err(e) => Err(ApiError::InvalidJson(e.body_text())),
+            Err(e) => Err(RequestError::InvalidJson(e.body_text())),
         }
     }
 }
@@ -45,13 +47,13 @@ impl<T: DeserializeOwned> FromRequest<AppState> for AppJson<T> {
 pub(crate) struct AppQuery<T>(pub(crate) T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
-    type Rejection = ApiError;
+    type Rejection = RequestError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, RequestError> {
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(v)| Self(v))
-            .map_err(|e| ApiError::InvalidQueryString(e.body_text()))
+            .map_err(|e| RequestError::InvalidQueryString(e.body_text()))
     }
 }
 
@@ -59,13 +61,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
 pub(crate) struct AppPath<T>(pub(crate) T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for AppPath<T> {
-    type Rejection = ApiError;
+    type Rejection = RequestError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, RequestError> {
         Path::<T>::from_request_parts(parts, state)
             .await
             .map(|Path(v)| Self(v))
-            .map_err(|e| ApiError::InvalidPath(e.body_text()))
+            .map_err(|e| RequestError::InvalidPath(e.body_text()))
     }
 }
 
@@ -77,29 +79,29 @@ pub(crate) const BODY_SOURCE: &str = "request body";
 pub(crate) struct MarkdownBody(pub(crate) String);
 
 impl FromRequest<AppState> for MarkdownBody {
-    type Rejection = ApiError;
+    type Rejection = RequestError;
 
-    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, RequestError> {
         let got = content_type(request.headers());
         if !is_utf8_markdown(&got) {
-            return Err(ApiError::UnsupportedMediaType {
+            return Err(RequestError::UnsupportedMediaType {
                 expected: "text/markdown; charset=utf-8",
                 got,
             });
         }
         let bytes = Bytes::from_request(request, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge {
+                RequestError::PayloadTooLarge {
                     limit: state.max_body(),
                 }
             } else {
-                ApiError::internal(e)
+                RequestError::internal(e)
             }
         })?;
         match String::from_utf8(bytes.to_vec()) {
             Ok(text) => Ok(Self(text)),
             // `parse_bytes` says which line holds the first bad byte.
-            Err(_) => Err(ApiError::InvalidDigest(
+            Err(_) => Err(RequestError::InvalidDigest(
                 corpus::parse_bytes(BODY_SOURCE, &bytes)
                     .err()
                     .unwrap_or_else(|| ParseError {

@@ -1,0 +1,194 @@
+//! Command-line interface: one file per subcommand, each parsing its arguments,
+//! calling the service and printing the result.
+//!
+//! Owns: the argument definitions (clap; doc comments become the help text), the
+//! options every store command shares ([`Common`]), and terminal/JSON output. Must not:
+//! contain search or ingest logic (that is `service`), or run the server (that is
+//! [`crate::server::run`]).
+
+mod check;
+mod duplicates;
+mod eval;
+mod ingest;
+mod model;
+mod output;
+mod recluster;
+mod search;
+mod serve;
+mod similar;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+pub use check::CheckArgs;
+pub use duplicates::DuplicatesArgs;
+pub use eval::EvalArgs;
+pub use ingest::IngestArgs;
+pub use model::ModelCommand;
+pub use recluster::ReclusterArgs;
+pub use search::SearchArgs;
+pub use serve::ServeArgs;
+pub use similar::SimilarArgs;
+
+use crate::domain::{DateRange, TopK};
+use crate::embed::{CandleEncoder, Encoder, ModelFiles, ModelSpec};
+use crate::service::{Service, Tuning};
+use crate::store::{Store, WriterLock};
+
+/// storydex: related stories and duplicate coverage for an archive of AI news digests.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse, embed and store digest/archive files or folders (resumable; re-runs skip
+    /// unchanged stories).
+    Ingest(IngestArgs),
+    /// Stories most similar to a Chinese or English query.
+    Search(SearchArgs),
+    /// Stories similar to a stored story, from its stored vectors.
+    Similar(SimilarArgs),
+    /// Clusters of stories that report the same event in different digests.
+    Duplicates(DuplicatesArgs),
+    /// Serve search, similar stories and digest ingest over HTTP (JSON; see
+    /// /openapi.json). Listens at once; /health says "starting" until the model is loaded.
+    Serve(ServeArgs),
+    /// For a draft digest (not stored), which items were already covered, and where.
+    Check(CheckArgs),
+    /// Recompute every stored duplicate cluster (after a threshold or model change) and
+    /// report what changed.
+    Recluster(ReclusterArgs),
+    /// Score search and the "already covered?" check on the labelled sets (data/eval),
+    /// per split: tune on `tune` and `fresh`, report `heldout` and the blind `fresh2` and
+    /// `fresh3`. Ingests the corpus into --data first
+    /// (a re-run skips unchanged stories).
+    Eval(EvalArgs),
+    /// Inspect or obtain the embedding model.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Ingest(args) => ingest::run(args),
+        Command::Search(args) => search::run(args),
+        Command::Similar(args) => similar::run(args),
+        Command::Duplicates(args) => duplicates::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Recluster(args) => recluster::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Model { command } => model::run(command),
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Model manifest (TOML); the built-in multilingual-e5-small one by default.
+    #[arg(long, env = "STORYDEX_MODEL")]
+    pub model: Option<PathBuf>,
+    /// Folder holding config.json, tokenizer.json and model.safetensors. Default:
+    /// models/<name>/ if complete, else the hf-hub cache (downloading if needed).
+    #[arg(long, env = "STORYDEX_MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    pub fn spec(&self) -> anyhow::Result<ModelSpec> {
+        match &self.model {
+            Some(path) => Ok(ModelSpec::from_file(path)?),
+            None => Ok(ModelSpec::default_model()),
+        }
+    }
+
+    /// Locates the files and loads the encoder (embedding a probe text to fail fast).
+    pub fn load_encoder(&self) -> anyhow::Result<CandleEncoder> {
+        let spec = self.spec()?;
+        let files = ModelFiles::locate(&spec, self.model_dir.as_deref())?;
+        let started = Instant::now();
+        let encoder = CandleEncoder::load(spec, &files)
+            .with_context(|| format!("loading the model from {}", files.source))?;
+        tracing::info!(source = %files.source, ms = started.elapsed().as_millis() as u64, "model loaded");
+        Ok(encoder)
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Folder of the store (SQLite database and vector index).
+    #[arg(long, env = "STORYDEX_DATA", default_value = ".storydex")]
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+impl Common {
+    /// Takes the store's writer lock for `command`: one process writes a store at a
+    /// time (see [`WriterLock`]). Held until dropped.
+    pub fn lock(&self, command: &str) -> anyhow::Result<WriterLock> {
+        Ok(WriterLock::acquire(&self.data, command)?)
+    }
+
+    /// Loads the model and opens the store built with it, for a command holding the
+    /// writer lock ([`Common::lock`]).
+    pub fn open(&self) -> anyhow::Result<Service> {
+        self.open_with(Store::open)
+    }
+
+    /// [`Common::open`] for commands that only read: no lock, so they run next to a
+    /// server or an ingest, and they never write the index file.
+    pub fn open_for_reading(&self) -> anyhow::Result<Service> {
+        self.open_with(Store::open_for_reading)
+    }
+
+    fn open_with(
+        &self,
+        open: fn(&Path, &str, usize) -> Result<Store, crate::store::StoreError>,
+    ) -> anyhow::Result<Service> {
+        let encoder = self.model.load_encoder()?;
+        let tuning = Tuning::from_spec(encoder.spec());
+        let store = open(&self.data, encoder.model_id(), encoder.dimension())
+            .with_context(|| format!("opening the store in {}", self.data.display()))?;
+        let service = Service::new(Arc::new(store), Arc::new(encoder), tuning);
+        if let Some(r) = service.ensure_clusters()? {
+            tracing::info!(
+                stories = r.stories,
+                clusters = r.clusters_after,
+                "clusters recomputed"
+            );
+        }
+        Ok(service)
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Filter {
+    /// How many stories to return (1-100).
+    #[arg(short, long, default_value_t = 10)]
+    pub k: usize,
+    /// Only stories published on or after this day (YYYY-MM-DD).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only stories published on or before this day (YYYY-MM-DD).
+    #[arg(long)]
+    pub until: Option<String>,
+}
+
+impl Filter {
+    fn parse(&self) -> anyhow::Result<(TopK, DateRange)> {
+        Ok((
+            TopK::new(self.k)?,
+            DateRange::parse(self.since.as_deref(), self.until.as_deref())?,
+        ))
+    }
+}
