@@ -151,25 +151,25 @@ impl Common {
         self.open_with(Store::open_for_reading)
     }
 
-    fn open_with(
-        &self,
-        open: fn(&Path, &str, usize) -> Result<Store, crate::store::StoreError>,
-    ) -> anyhow::Result<Service> {
+    /// Loads the model and opens the store built with it, made ready by
+    /// [`crate::service::prepare_store`]: how every store command, and the server, start.
+    pub fn load(&self, open: OpenStore) -> anyhow::Result<(Store, CandleEncoder, Tuning)> {
         let encoder = self.model.load_encoder()?;
         let tuning = Tuning::from_spec(encoder.spec());
         let store = open(&self.data, encoder.model_id(), encoder.dimension())
             .with_context(|| format!("opening the store in {}", self.data.display()))?;
-        let service = Service::new(Arc::new(store), Arc::new(encoder), tuning);
-        if let Some(r) = service.ensure_clusters()? {
-            tracing::info!(
-                stories = r.stories,
-                clusters = r.clusters_after,
-                "clusters recomputed"
-            );
-        }
-        Ok(service)
+        crate::service::prepare_store(&store, &tuning)?;
+        Ok((store, encoder, tuning))
+    }
+
+    fn open_with(&self, open: OpenStore) -> anyhow::Result<Service> {
+        let (store, encoder, tuning) = self.load(open)?;
+        Ok(Service::new(Arc::new(store), Arc::new(encoder), tuning))
     }
 }
+
+/// [`Store::open`] or [`Store::open_for_reading`].
+pub type OpenStore = fn(&Path, &str, usize) -> Result<Store, crate::store::StoreError>;
 
 #[derive(Debug, Clone, Args)]
 pub struct Filter {

@@ -1,8 +1,12 @@
 //! Duplicate coverage: which stories of different digests report the same event.
 //!
 //! Owns: the pair score (cosine, same link, time gap), candidate pairs from a kNN index
-//! (never all N² pairs), and average-linkage clustering. Pure functions over vectors and
-//! metadata; must not touch the store or the model.
+//! (never all N² pairs), and both ways of grouping stories: online assignment
+//! ([`choose_cluster`]: each story, in publication order, joins the cluster it matches
+//! best on average; the store keeps these clusters at ingest) and batch average-linkage
+//! clustering ([`cluster`]: a set of stories grouped afresh, for a threshold other than
+//! the model's). Which one a request gets is the service's choice. Pure functions over
+//! vectors and metadata; must not touch the store or the model.
 //!
 //! Why average linkage: the model scores unrelated stories of one field high (0.85-0.93
 //! for Chinese AI news), so single linkage chains A~B~C into one blob. A merge here must

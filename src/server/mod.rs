@@ -30,7 +30,7 @@ use tracing::Level;
 pub use api::{ApiDoc, ErrorBody, ErrorDetail};
 pub(crate) use error::cause_chain;
 pub use error::RequestError;
-pub use run::run;
+pub use run::{run, Loaded};
 pub use shutdown::shutdown_signal;
 pub use state::AppState;
 

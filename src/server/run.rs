@@ -12,16 +12,19 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 
 use super::{serve, shutdown_signal, AppState, ServeSettings};
-use crate::embed::{CandleEncoder, Encoder};
+use crate::embed::Encoder;
 use crate::service::Tuning;
 use crate::store::{Store, WriterLock};
 
-/// Serves the store in `data` until SIGINT or SIGTERM. `load_encoder` runs on the loader
-/// thread while the server already listens.
+/// What the server serves: the store opened for the model, the model, its knobs.
+pub type Loaded = (Store, Arc<dyn Encoder>, Tuning);
+
+/// Serves the store in `data` until SIGINT or SIGTERM. `load` (the model and the store)
+/// runs on the loader thread while the server already listens.
 pub fn run(
     settings: ServeSettings,
     data: PathBuf,
-    load_encoder: impl FnOnce() -> anyhow::Result<CandleEncoder> + Send + 'static,
+    load: impl FnOnce() -> anyhow::Result<Loaded> + Send + 'static,
 ) -> anyhow::Result<()> {
     // Before listening: a second writer must fail before it looks like a server.
     let _lock = WriterLock::acquire(&data, "storydex serve")?;
@@ -39,7 +42,7 @@ pub fn run(
         std::thread::Builder::new()
             .name("storydex-load".into())
             .spawn(move || {
-                let _ = loaded_tx.send(load(&data, load_encoder, &loading));
+                let _ = loaded_tx.send(make_ready(load, &loading));
             })
             .context("starting the loader thread")?;
         // A server whose model cannot load would answer 503 forever: stop it instead.
@@ -73,27 +76,14 @@ pub fn run(
     Ok(())
 }
 
-/// Loads the model, opens the store and makes the server ready.
-fn load(
-    data: &std::path::Path,
-    load_encoder: impl FnOnce() -> anyhow::Result<CandleEncoder>,
+/// Loads the model and the store and makes the server ready.
+fn make_ready(
+    load: impl FnOnce() -> anyhow::Result<Loaded>,
     state: &AppState,
 ) -> anyhow::Result<()> {
-    let encoder = load_encoder()?;
-    let tuning = Tuning::from_spec(encoder.spec());
-    let store = Store::open(data, encoder.model_id(), encoder.dimension())
-        .with_context(|| format!("opening the store in {}", data.display()))?;
+    let (store, encoder, tuning) = load()?;
     let stories = store.story_count()?;
-    if let Some(r) =
-        store.ensure_clusters(&crate::cluster::Params::with_threshold(tuning.duplicate))?
-    {
-        tracing::info!(
-            stories = r.stories,
-            clusters = r.clusters_after,
-            "clusters recomputed"
-        );
-    }
-    state.set_ready(Arc::new(store), Arc::new(encoder), tuning)?;
+    state.set_ready(Arc::new(store), encoder, tuning)?;
     tracing::info!(stories, "ready");
     Ok(())
 }

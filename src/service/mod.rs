@@ -52,6 +52,25 @@ impl Tuning {
     pub fn from_spec(spec: &crate::embed::ModelSpec) -> Self {
         Self::from_manifest(&spec.thresholds, spec.search)
     }
+
+    /// The knobs stored clusters are computed with (the same-language threshold).
+    pub fn cluster_params(&self) -> crate::cluster::Params {
+        crate::cluster::Params::with_threshold(self.duplicate)
+    }
+}
+
+/// Brings a store just opened up to date with `tuning`: its clusters are recomputed if
+/// they were made with other settings or some story has none (stores from before
+/// clusters were stored). Every command and the server do this once on start.
+pub fn prepare_store(store: &Store, tuning: &Tuning) -> Result<(), ServiceError> {
+    if let Some(r) = store.ensure_clusters(&tuning.cluster_params())? {
+        tracing::info!(
+            stories = r.stories,
+            clusters = r.clusters_after,
+            "clusters recomputed"
+        );
+    }
+    Ok(())
 }
 
 pub struct Service {
@@ -115,7 +134,7 @@ impl Service {
 
     /// The knobs stored clusters are computed with (the same-language threshold).
     pub fn cluster_params(&self) -> crate::cluster::Params {
-        crate::cluster::Params::with_threshold(self.tuning.duplicate)
+        self.tuning.cluster_params()
     }
 
     /// Recomputes the stored clusters if they were made with other settings or some

@@ -485,11 +485,12 @@ mod tests {
 
     #[test]
     fn the_catalog_read_in_two_halves_equals_the_catalog_read_at_once() {
+        use crate::embed::Encoder;
+
         let dir = tempfile::tempdir().unwrap();
-        let encoder = std::sync::Arc::new(crate::embed::fake::FakeEncoder::new(8));
-        let model = crate::embed::Encoder::model_id(encoder.as_ref()).to_owned();
-        let store = std::sync::Arc::new(Store::open(dir.path(), &model, 8).unwrap());
-        let service = crate::service::Service::new(std::sync::Arc::clone(&store), encoder, 0.9);
+        let encoder = crate::embed::fake::FakeEncoder::new(8);
+        let store = Store::open(dir.path(), encoder.model_id(), 8).unwrap();
+        let clustering = crate::cluster::Params::with_threshold(0.9);
         for (day, items) in [
             ("06", ["Atlas enters the factory", "Rubin ships"]),
             ("07", ["Gemini Robotics", "GPT-5 review"]),
@@ -502,7 +503,21 @@ mod tests {
                     i + 1
                 ));
             }
-            service.ingest_text(&format!("{day}.md"), &text).unwrap();
+            let parsed = crate::corpus::parse_str(&format!("{day}.md"), &text).unwrap();
+            store.put_digest(&parsed.digest).unwrap();
+            let texts: Vec<&str> = parsed.stories.iter().map(|s| s.text.as_str()).collect();
+            let windows = encoder.embed_passages(&texts).unwrap();
+            let batch: Vec<crate::store::NewStory<'_>> = parsed
+                .stories
+                .iter()
+                .zip(windows)
+                .map(|(story, windows)| crate::store::NewStory {
+                    story,
+                    hash: story.id.clone(),
+                    windows,
+                })
+                .collect();
+            store.put_stories(&batch, &clustering).unwrap();
         }
         let conn = store.conn();
         let db = dir.path().join(DB_FILE);
