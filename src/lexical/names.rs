@@ -78,7 +78,7 @@ pub fn term_overlap(
 
 /// Names a Chinese summary writes in characters that no alias can stand for: `US` (美国)
 /// is also the pronoun "us", so it is neither an alias term nor a name to look for.
-/// Other places (`China`, `Indian`) are found through [`name_aliases`].
+/// Other places (`China`, `Indian`) are found through [`name_aliases`](super::name_aliases).
 const UNFINDABLE_NAMES: &[&str] = &["us", "usa"];
 
 /// The names in an English headline, lower-cased: words with a digit (`GPT-5`, `9B`,
@@ -86,7 +86,7 @@ const UNFINDABLE_NAMES: &[&str] = &["us", "usa"];
 /// capitalised anywhere but at the start (`... with Boston Dynamics`). A possessive `'s`
 /// is dropped; stop words and [`UNFINDABLE_NAMES`] are skipped. These are the words a
 /// Chinese summary of the same event keeps in Latin letters or writes as a name of
-/// [`name_aliases`], so a headline whose names the story lacks is most likely about
+/// [`name_aliases`](super::name_aliases), so a headline whose names the story lacks is most likely about
 /// another event on the same topic.
 pub fn headline_names(headline: &str) -> Vec<String> {
     let chars: Vec<char> = headline.chars().map(fold_width).collect();
@@ -152,7 +152,7 @@ pub fn names_something(query: &str) -> bool {
     })
 }
 
-/// The share of `names` (from [`headline_names`]) that a story's [`index_terms`] hold;
+/// The share of `names` (from [`headline_names`]) that a story's [`index_terms`](super::index_terms) hold;
 /// `None` when there is no name to look for. Two names next to each other also count
 /// as found when the story writes them as one word (`Hugging Face` as `Huggingface`,
 /// `Deep Mind` as `DeepMind`), as Chinese text often does.

@@ -1,9 +1,9 @@
-//! The HTTP server: the JSON API ([`api`]) and the editors' pages ([`pages`]) side by
+//! The HTTP server: the JSON API ([`api`]) and the editors' pages (`pages`) side by
 //! side over one [`AppState`].
 //!
-//! Owns: the settings of `storydex serve`, the shared state ([`state`]), the embedding
-//! queue ([`queue`]), who may write ([`access`]), what a request can fail with
-//! ([`error`]), the metrics middleware, router assembly, serving and shutdown, and the
+//! Owns: the settings of `storydex serve`, the shared state (`state`), the embedding
+//! queue (`queue`), who may write (`access`), what a request can fail with
+//! (`error`), the metrics middleware, router assembly, serving and shutdown, and the
 //! start-up of `storydex serve` ([`run`]). Must not: contain use-case logic (that is
 //! `service`). `api` and `pages` never import each other; what both need lives here.
 

@@ -141,7 +141,7 @@ pub struct StoryHit {
     pub story: StoredStory,
     /// The ranking score of the mode used: cosine (vector), BM25 (lexical), or the fused
     /// score divided by the sum of the fusion's weights (hybrid). In vector mode the order
-    /// also takes each source kind's level off ([`Ranking::collection_shift`]), so a digest
+    /// also takes each source kind's level off ([`Ranking::collection_shift`](crate::tuning::Ranking::collection_shift)), so a digest
     /// item may rank above an episode with a slightly higher cosine.
     pub score: f32,
     /// Cosine similarity of the best-matching window (absent in lexical mode).

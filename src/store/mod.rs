@@ -1,9 +1,9 @@
 //! Persistent state: SQLite (the source of truth) and the usearch index derived from it.
 //!
-//! Owns: the schema and its migrations ([`schema`]), the model a store was built with,
-//! story/window rows and their vectors ([`rows`], [`reads`], [`writes`]), the lexical
-//! index ([`fts`]), the in-memory catalog of window keys used to filter searches
-//! ([`catalog`]), the stored duplicate clusters ([`clusters`]), and keeping the vector
+//! Owns: the schema and its migrations (`schema`), the model a store was built with,
+//! story/window rows and their vectors (`rows`, `reads`, `writes`), the lexical
+//! index (`fts`), the in-memory catalog of window keys used to filter searches
+//! (`catalog`), the stored duplicate clusters (`clusters`), and keeping the vector
 //! index consistent with SQLite. Must not: parse files or run the model.
 //!
 //! Locking order (never the other way round): `conn`, then `index`, then `catalog`, then
