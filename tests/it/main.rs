@@ -5,6 +5,7 @@
 //! absent. The hf-hub download path has its own binary (`tests/hub_mirror.rs`) because
 //! it sets process-wide environment variables. `web_pages` checks the web page over HTTP;
 //! `browser` drives it in headless Chromium with the real model (`tests/browser/`).
+//! `layers` reads the source to keep the arrows between modules pointing one way.
 
 mod helpers;
 
@@ -16,6 +17,7 @@ mod http_errors;
 mod http_queue;
 mod http_real;
 mod ingest;
+mod layers;
 mod real_duplicates;
 mod real_model;
 mod two_writers;
