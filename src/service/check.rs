@@ -169,12 +169,12 @@ impl Service {
     /// For each item of a draft digest (not stored), the earlier stories of other digests
     /// that report the same event, best first.
     pub fn check_text(&self, source: &str, text: &str) -> Result<Vec<CheckedItem>, ServiceError> {
-        let mut draft = DraftCheck::new(corpus::parse_str(source, text)?);
-        while let Some(texts) = draft.next_batch() {
-            let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-            draft.add_embedded(self.encoder.embed_passages(&texts)?);
-        }
-        self.finish_check(draft)
+        // One model call for the whole draft: the CLI has the model to itself (the server
+        // embeds a batch at a time, [`DraftCheck`]).
+        let parsed = corpus::parse_str(source, text)?;
+        let texts: Vec<&str> = parsed.stories.iter().map(|s| s.text.as_str()).collect();
+        let windows = self.encoder.embed_passages(&texts)?;
+        self.check_embedded(parsed.stories, windows)
     }
 
     /// Compares an embedded draft with the store (the HTTP server embeds it on its own
@@ -473,5 +473,33 @@ mod tests {
         assert!(!could_have_covered(at("2026-01-07T00:00:00+08:00"), post));
         assert!(could_have_covered(None, post));
         assert!(could_have_covered(at("2026-01-07T00:00:00+08:00"), None));
+    }
+
+    #[test]
+    fn a_draft_is_embedded_a_few_stories_at_a_time_in_order() {
+        let mut text = "---\ntitle: \"t\"\ndate: 2026-01-06T12:00:00+08:00\n---\n\n".to_owned();
+        for n in 1..=10 {
+            text.push_str(&format!(
+                "{n}.  [Story {n}](https://example.com/{n})\n\n    Story {n}, in detail.\n\n"
+            ));
+        }
+        let mut draft = DraftCheck::new(corpus::parse_str("draft", &text).unwrap());
+        let mut sizes = Vec::new();
+        while let Some(texts) = draft.next_batch() {
+            assert!(texts[0].contains(&format!("Story {}", sizes.iter().sum::<usize>() + 1)));
+            sizes.push(texts.len());
+            draft.add_embedded(vec![Vec::new(); texts.len()]);
+        }
+        assert_eq!(sizes, [CHECK_BATCH, 10 - CHECK_BATCH]);
+        assert_eq!(draft.windows.len(), draft.stories.len());
+    }
+
+    #[test]
+    fn an_archive_is_not_a_draft() {
+        let archive = include_str!("../../data/sample/003_ac231d0ff860caab.txt");
+        let e = parse_draft("pasted", archive, "not a digest").unwrap_err();
+        assert_eq!((e.line, e.message.as_str()), (1, "not a digest"));
+        let digest = "---\ntitle: \"t\"\ndate: 2026-01-06T12:00:00+08:00\n---\n\n1.  [A](https://a.example)\n\n    A.\n";
+        assert!(parse_draft("pasted", digest, "not a digest").is_ok());
     }
 }
