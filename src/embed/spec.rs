@@ -25,6 +25,10 @@ pub struct ModelSpec {
     pub pad_token_id: u32,
     pub files: Vec<String>,
     pub window_overlap: usize,
+    /// Padded tokens (windows × the longest of them) per forward pass on the
+    /// candle-transformers path (GPUs); `--batch-tokens` overrides it.
+    #[serde(default = "default_batch_tokens")]
+    pub batch_tokens: usize,
     /// When set, a passage longer than one window gets its head window and then short
     /// windows over all of it, instead of full-size windows.
     #[serde(default)]
@@ -64,6 +68,10 @@ pub struct Thresholds {
     /// post about another event on the same topic matches several stories about as well.
     #[serde(default)]
     pub cross_language_margin_weight: f32,
+}
+
+fn default_batch_tokens() -> usize {
+    16_384
 }
 
 impl ModelSpec {
@@ -109,6 +117,12 @@ impl ModelSpec {
             return Err(bad(format!(
                 "window_overlap {} must be under half of max_tokens {}",
                 spec.window_overlap, spec.max_tokens
+            )));
+        }
+        if spec.batch_tokens < spec.max_tokens {
+            return Err(bad(format!(
+                "batch_tokens {} must hold at least one full window of max_tokens {}",
+                spec.batch_tokens, spec.max_tokens
             )));
         }
         if let Some(d) = spec.detail_windows {

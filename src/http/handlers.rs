@@ -445,6 +445,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Result<impl IntoRes
             status: "starting".to_owned(),
             stories: 0,
             model: None,
+            encoder: None,
         };
         return Ok((StatusCode::SERVICE_UNAVAILABLE, Json(starting)));
     };
@@ -457,6 +458,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Result<impl IntoRes
             status: "ok".to_owned(),
             stories,
             model: Some(service.store().model_id().to_owned()),
+            encoder: Some(service.encoder().device_info()),
         }),
     ))
 }
@@ -474,7 +476,10 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoRe
     } else {
         0
     };
-    let text = state.metrics().render(state.queue_depth(), stories);
+    let encoder = state.service().map(|s| s.encoder().device_info());
+    let text = state
+        .metrics()
+        .render(state.queue_depth(), stories, encoder.as_ref());
     Ok((
         [(
             header::CONTENT_TYPE,
