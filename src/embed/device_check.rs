@@ -189,7 +189,7 @@ pub fn run(
     let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
     let one_at_a_time = |model: &Portable| -> Result<Vec<Vec<f32>>, EmbedError> {
         refs.iter()
-            .map(|s| model.embed_many(&[s]).pop().expect("one vector"))
+            .map(|s| model.embed_many(&[s], &|| ()).pop().expect("one vector"))
             .collect()
     };
     let f32_reference = one_at_a_time(&reference)?;
@@ -213,7 +213,7 @@ pub fn run(
         };
         let model = portable(&weights, &config, &device, dtype, batch_tokens)?;
         // Batched, as ingests run on a device.
-        let got = model.embed_many(&refs);
+        let got = model.embed_many(&refs, &|| ());
         let (mut min_cosine, mut min_cosine_vs_f32) = (1.0f32, 1.0f32);
         for ((g, e), f) in got.into_iter().zip(&expected).zip(&f32_reference) {
             let g = g?;
@@ -236,11 +236,11 @@ pub fn run(
         let work: Vec<&[u32]> = work.iter().map(Vec::as_slice).collect();
         let tokens: usize = work.iter().map(|s| s.len()).sum();
         // One warm-up pass (kernel compilation, allocator), then the best of three.
-        model.embed_many(&work);
+        model.embed_many(&work, &|| ());
         let mut best = f64::INFINITY;
         for _ in 0..3 {
             let started = Instant::now();
-            for r in model.embed_many(&work) {
+            for r in model.embed_many(&work, &|| ()) {
                 r?;
             }
             best = best.min(started.elapsed().as_secs_f64());

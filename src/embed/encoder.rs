@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use tokenizers::Tokenizer;
 
 use super::device::{self, DeviceInfo, EncoderOptions, Engine, Precision};
+use super::gate::QueryGate;
 use super::portable::Portable;
 use super::{avx512, EmbedError, Encoder, ModelFiles, ModelSpec, Role, Window};
 
@@ -34,10 +35,14 @@ pub struct CandleEncoder {
     max_positions: usize,
     bos: u32,
     eos: u32,
-    /// Every model call runs inside this pool, so the kernels' parallel loops are cheap
+    /// Passages run inside this pool, so the kernels' parallel loops are cheap
     /// work-stealing splits among its threads instead of a sleep/wake hand-off from the
     /// calling thread for each of the ~60 ops of a forward pass.
     pool: rayon::ThreadPool,
+    /// Queries run in their own pool, so they never queue behind passage tasks; while
+    /// one runs, passages pause at their next layer ([`QueryGate`]).
+    query_pool: rayon::ThreadPool,
+    gate: QueryGate,
 }
 
 /// A tokenized text, special tokens not yet added.
@@ -163,11 +168,15 @@ impl CandleEncoder {
         };
         let (bos, eos) = (special("<s>")?, special("</s>")?);
         let model_id = format!("{}@{}", spec.hub_repo, spec.dimension);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
-            .thread_name(|i| format!("storydex-model-{i}"))
-            .build()
-            .map_err(|e| EmbedError::Tokenizer(format!("cannot start the model threads: {e}")))?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let pool = |name: &'static str| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(move |i| format!("storydex-{name}-{i}"))
+                .build()
+                .map_err(|e| EmbedError::Device(format!("cannot start the model threads: {e}")))
+        };
+        let (query_pool, pool) = (pool("query")?, pool("passage")?);
         let encoder = Self {
             model_id,
             tokenizer,
@@ -178,6 +187,8 @@ impl CandleEncoder {
             eos,
             spec,
             pool,
+            query_pool,
+            gate: QueryGate::default(),
         };
         // Fail at start-up, not on the first request, if the weights are unusable.
         let probe = encoder.embed_query("storydex start-up probe")?;
@@ -303,28 +314,32 @@ impl CandleEncoder {
             .collect())
     }
 
-    /// Passages on the AVX-512 kernels: texts in parallel, each window on its own.
+    /// Passages on the AVX-512 kernels: every window of every text its own task, all
+    /// in parallel; each pauses between layers while a query runs.
     fn embed_passages_avx512(
         &self,
         bert: &avx512::Bert,
         texts: &[&str],
     ) -> Result<Vec<Vec<Window>>, EmbedError> {
+        let mut windows: Vec<Vec<(Window, Vec<u32>)>> = texts
+            .iter()
+            .map(|text| self.passage_windows(text))
+            .collect::<Result<_, _>>()?;
+        let pause = || self.gate.pause_for_queries();
         // Short news items keep two cores busier this way than by splitting each small
         // matmul between them.
         self.pool.install(|| {
-            texts
-                .par_iter()
-                .map(|text| {
-                    self.passage_windows(text)?
-                        .into_iter()
-                        .map(|(mut window, ids)| {
-                            window.vector = bert.embed(&ids)?;
-                            Ok(window)
-                        })
-                        .collect()
-                })
-                .collect()
-        })
+            windows.par_iter_mut().flatten().try_for_each(
+                |(window, ids)| -> Result<(), EmbedError> {
+                    window.vector = bert.embed(ids, &pause)?;
+                    Ok(())
+                },
+            )
+        })?;
+        Ok(windows
+            .into_iter()
+            .map(|w| w.into_iter().map(|(window, _)| window).collect())
+            .collect())
     }
 
     /// Passages on candle-transformers: every window of every text in one list, run in
@@ -343,7 +358,9 @@ impl CandleEncoder {
             .flatten()
             .map(|(_, ids)| ids.as_slice())
             .collect();
-        let mut vectors = portable.embed_many(&ids).into_iter();
+        let mut vectors = portable
+            .embed_many(&ids, &|| self.gate.pause_for_queries())
+            .into_iter();
         for (window, _) in windows.iter_mut().flatten() {
             window.vector = vectors
                 .next()
@@ -355,11 +372,13 @@ impl CandleEncoder {
             .collect())
     }
 
-    /// Sequences of ids to vectors on whichever engine runs the model.
+    /// Query sequences to vectors on whichever engine runs the model, on the queries'
+    /// own threads, with passages paused while they run.
     fn embed_ids(&self, seqs: &[&[u32]]) -> Vec<Result<Vec<f32>, EmbedError>> {
+        let _turn = self.gate.enter();
         match &self.network {
-            Network::Avx512(bert) => self.pool.install(|| bert.embed_many(seqs)),
-            Network::Portable(portable) => portable.embed_many(seqs),
+            Network::Avx512(bert) => self.query_pool.install(|| bert.embed_many(seqs)),
+            Network::Portable(portable) => portable.embed_many(seqs, &|| ()),
         }
     }
 }

@@ -13,10 +13,14 @@ pub mod device_check;
 mod encoder;
 pub mod fake;
 pub mod files;
+mod gate;
 pub mod import;
 mod portable;
 mod spec;
 
+/// Where the AVX-512 encoder's time goes (`examples/roofline.rs`).
+#[doc(hidden)]
+pub use avx512::roofline;
 pub use device::{DeviceChoice, DeviceInfo, EncoderOptions, Engine, Precision};
 pub use encoder::CandleEncoder;
 pub use files::{ModelFiles, ModelSource};

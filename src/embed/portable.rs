@@ -160,7 +160,12 @@ impl Portable {
     /// holds sequences of similar length and little of it is padding. Each vector equals
     /// the one its sequence gets alone, up to float rounding: padded positions are masked
     /// out of attention and pooling.
-    pub(crate) fn embed_many(&self, seqs: &[&[u32]]) -> Vec<Result<Vec<f32>, EmbedError>> {
+    /// `between_batches` runs before each batch (passages pause there for queries).
+    pub(crate) fn embed_many(
+        &self,
+        seqs: &[&[u32]],
+        between_batches: &dyn Fn(),
+    ) -> Vec<Result<Vec<f32>, EmbedError>> {
         let mut out: Vec<Option<Result<Vec<f32>, EmbedError>>> = seqs
             .iter()
             .map(|s| self.check_len(s.len()).err().map(Err))
@@ -173,6 +178,7 @@ impl Portable {
             let (batch, after) = rest.split_at(take);
             rest = after;
             let members: Vec<&[u32]> = batch.iter().map(|&i| seqs[i]).collect();
+            between_batches();
             for (&i, vector) in batch.iter().zip(self.embed_batch(&members)) {
                 out[i] = Some(vector);
             }

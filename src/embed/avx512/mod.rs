@@ -15,6 +15,7 @@
 
 pub(crate) mod attention;
 pub(crate) mod linear;
+pub mod roofline;
 
 use std::path::Path;
 
@@ -341,9 +342,16 @@ impl Bert {
     }
 
     /// One sequence (`<s> ... </s>`, no padding) to its mean-pooled unit vector.
-    pub(crate) fn embed(&self, ids: &[u32]) -> Result<Vec<f32>, EmbedError> {
+    /// `between_layers` runs before each layer (passages pause there for queries).
+    pub(crate) fn embed(
+        &self,
+        ids: &[u32],
+        between_layers: &dyn Fn(),
+    ) -> Result<Vec<f32>, EmbedError> {
         self.check_len(ids.len())?;
-        Ok(self.forward(&[ids], linear::is_short(ids.len()))?.remove(0))
+        Ok(self
+            .forward(&[ids], linear::is_short(ids.len()), between_layers)?
+            .remove(0))
     }
 
     /// Several sequences to their vectors, in order, each exactly as [`Bert::embed`]
@@ -352,7 +360,7 @@ impl Bert {
     /// by, while attention and pooling stay within each sequence.
     pub(crate) fn embed_many(&self, seqs: &[&[u32]]) -> Vec<Result<Vec<f32>, EmbedError>> {
         if seqs.len() < 2 {
-            return seqs.iter().map(|ids| self.embed(ids)).collect();
+            return seqs.iter().map(|ids| self.embed(ids, &|| ())).collect();
         }
         let mut out: Vec<Option<Result<Vec<f32>, EmbedError>>> = seqs
             .iter()
@@ -366,7 +374,7 @@ impl Bert {
                 continue;
             }
             let members: Vec<&[u32]> = group.iter().map(|&i| seqs[i]).collect();
-            match self.forward(&members, short) {
+            match self.forward(&members, short, &|| ()) {
                 Ok(vectors) => {
                     for (i, v) in group.into_iter().zip(vectors) {
                         out[i] = Some(Ok(v));
@@ -389,7 +397,12 @@ impl Bert {
 
     /// The forward pass of `seqs` (all short or all long, as `short` says) stacked row
     /// after row through the dense layers, each its own attention and mean.
-    fn forward(&self, seqs: &[&[u32]], short: bool) -> Result<Vec<Vec<f32>>, EmbedError> {
+    fn forward(
+        &self,
+        seqs: &[&[u32]],
+        short: bool,
+        between_layers: &dyn Fn(),
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         use rayon::prelude::*;
         let h = self.hidden;
         let int8 = short && self.int8_short;
@@ -404,6 +417,7 @@ impl Bert {
         let mut x = self.word_rows(&ids)?;
         self.embedding_norm.add_and_norm(&mut x, &positions);
         for layer in &self.layers {
+            between_layers();
             let qkv = layer.qkv.apply_with(&x, rows, int8);
             let context = if seqs.len() == 1 {
                 attention::attention(&qkv, rows, h, self.heads, self.bf16)
