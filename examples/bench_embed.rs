@@ -34,6 +34,7 @@ fn main() -> anyhow::Result<()> {
         "Which companies signed new AI chip supply deals with Nvidia this week?".to_owned();
     let mut repeat = 200usize;
     let mut queries_only = false;
+    let mut options = storydex::embed::EncoderOptions::default();
     let mut inputs: Vec<PathBuf> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -47,7 +48,10 @@ fn main() -> anyhow::Result<()> {
             "--query" => query = value()?,
             "--repeat" => repeat = value()?.parse()?,
             // Passages in f32 even where the CPU has AVX512-BF16 (to compare).
-            "--f32" => storydex::embed::set_bf16_long_inputs(false),
+            "--f32" => options.precision = storydex::embed::Precision::F32,
+            // The engine and device (`auto`, `avx512` or `candle`; `cpu`, `cuda:N`).
+            "--engine" => options.engine = value()?.parse().map_err(anyhow::Error::msg)?,
+            "--device" => options.device = value()?.parse().map_err(anyhow::Error::msg)?,
             // Only the query latency (no passages, no texts or vectors written).
             "--queries-only" => queries_only = true,
             _ => inputs.push(PathBuf::from(a)),
@@ -58,7 +62,8 @@ fn main() -> anyhow::Result<()> {
     }
     let spec = ModelSpec::default_model();
     let files = ModelFiles::locate(&spec, None)?;
-    let encoder = CandleEncoder::load(spec, &files)?;
+    let encoder = CandleEncoder::load_with(spec, &files, options)?;
+    eprintln!("encoder: {}", encoder.device_info());
 
     let mut paths = Vec::new();
     for input in &inputs {

@@ -41,11 +41,16 @@ fn main() -> anyhow::Result<()> {
     let spec = ModelSpec::default_model();
     let files = ModelFiles::locate(&spec, None)?;
     // To compare precisions: int8 weights for queries, or f32 instead of bf16.
-    storydex::embed::set_int8_short_inputs(std::env::var_os("STORYDEX_INT8_QUERIES").is_some());
-    if std::env::var_os("STORYDEX_F32").is_some() {
-        storydex::embed::set_bf16_long_inputs(false);
-    }
-    let encoder = CandleEncoder::load(spec, &files)?;
+    let options = storydex::embed::EncoderOptions {
+        int8_queries: std::env::var_os("STORYDEX_INT8_QUERIES").is_some(),
+        precision: if std::env::var_os("STORYDEX_F32").is_some() {
+            storydex::embed::Precision::F32
+        } else {
+            storydex::embed::Precision::Auto
+        },
+        ..Default::default()
+    };
+    let encoder = CandleEncoder::load_with(spec, &files, options)?;
     let mut ms = Vec::with_capacity(n);
     for _ in 0..n.max(1) {
         let t = Instant::now();

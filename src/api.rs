@@ -269,6 +269,8 @@ pub struct HealthResponse {
     pub stories: usize,
     /// Id of the loaded model; null while starting.
     pub model: Option<String>,
+    /// Where the model runs: device, precision, engine; null while starting.
+    pub encoder: Option<crate::embed::DeviceInfo>,
 }
 
 /// One story of a digest that was just ingested.

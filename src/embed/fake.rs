@@ -114,6 +114,15 @@ impl Encoder for FakeEncoder {
         &self.model_id
     }
 
+    fn device_info(&self) -> crate::embed::DeviceInfo {
+        crate::embed::DeviceInfo {
+            device: "cpu".to_owned(),
+            precision: "f32".to_owned(),
+            engine: "fake".to_owned(),
+            batch_tokens: 0,
+        }
+    }
+
     fn dimension(&self) -> usize {
         self.dimension
     }

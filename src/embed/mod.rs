@@ -1,26 +1,32 @@
 //! Turning text into vectors.
 //!
 //! Owns: the model manifest ([`ModelSpec`]), locating or downloading the model files,
-//! the candle BERT network, tokenization into windows, pooling. Must not: know about
-//! stories, the store or HTTP; callers hand it strings and get vectors back.
+//! the device and precision ([`EncoderOptions`]), the two engines that run the BERT
+//! network (storydex's AVX-512 kernels, the fast CPU path, and candle-transformers'
+//! BERT on any CPU or a CUDA GPU, the portable path), tokenization into windows, and
+//! pooling. Must not: know about stories, the store or HTTP; callers hand it strings
+//! and get vectors back.
 
-mod attention;
-mod bert;
+mod avx512;
+pub mod device;
+pub mod device_check;
 mod encoder;
 pub mod fake;
 pub mod files;
-mod linear;
+mod gate;
+mod portable;
 mod spec;
 
+/// Where the AVX-512 encoder's time goes (`examples/roofline.rs`).
+#[doc(hidden)]
+pub use avx512::roofline;
+pub use device::{DeviceChoice, DeviceInfo, EncoderOptions, Engine, Precision};
 pub use encoder::CandleEncoder;
 pub use files::{ModelFiles, ModelSource};
-pub use linear::{set_bf16_long_inputs, set_int8_short_inputs};
 pub use spec::ModelSpec;
-// The encoder files normalise (and their tests score) through these names
-// (`super::normalize`, `crate::embed::dot`).
-#[cfg(test)]
-use crate::vector::dot;
-use crate::vector::normalize;
+// The encoder files normalise and score through these names (`super::normalize`,
+// `crate::embed::dot`); the math itself is `crate::vector`'s.
+use crate::vector::{dot, normalize};
 
 /// Whether a text is a search query or a stored passage (e5 embeds them with different prefixes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +88,10 @@ pub enum EmbedError {
     Dimension { expected: usize, got: usize },
     #[error("cannot embed an empty text")]
     EmptyText,
+    /// The device asked for is not there, or ran out of memory: the sentence says what
+    /// to do.
+    #[error("{0}")]
+    Device(String),
 }
 
 /// What the rest of storydex needs from an embedding model.
@@ -108,4 +118,6 @@ pub trait Encoder: Send + Sync {
     fn passage_layout(&self) -> String {
         String::new()
     }
+    /// The device, precision and engine the model runs on.
+    fn device_info(&self) -> DeviceInfo;
 }

@@ -27,6 +27,10 @@ pub struct ModelSpec {
     pub pad_token_id: u32,
     pub files: Vec<String>,
     pub window_overlap: usize,
+    /// Padded tokens (windows × the longest of them) per forward pass on the
+    /// candle-transformers path (GPUs); `--batch-tokens` overrides it.
+    #[serde(default = "default_batch_tokens")]
+    pub batch_tokens: usize,
     /// When set, a passage longer than one window gets its head window and then short
     /// windows over all of it, instead of full-size windows.
     #[serde(default)]
@@ -35,6 +39,10 @@ pub struct ModelSpec {
     /// Ranking knobs tuned for this model (defaults when the manifest has none).
     #[serde(default)]
     pub search: Ranking,
+}
+
+fn default_batch_tokens() -> usize {
+    16_384
 }
 
 impl ModelSpec {
@@ -80,6 +88,12 @@ impl ModelSpec {
             return Err(bad(format!(
                 "window_overlap {} must be under half of max_tokens {}",
                 spec.window_overlap, spec.max_tokens
+            )));
+        }
+        if spec.batch_tokens < spec.max_tokens {
+            return Err(bad(format!(
+                "batch_tokens {} must hold at least one full window of max_tokens {}",
+                spec.batch_tokens, spec.max_tokens
             )));
         }
         if let Some(d) = spec.detail_windows {

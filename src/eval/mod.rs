@@ -706,17 +706,6 @@ pub fn report(
                 let _ = writeln!(out, "{}", search_row(&format!("  vector {name}"), &s));
             }
         }
-        crate::embed::set_int8_short_inputs(true);
-        let mut int8_vectors = HashMap::new();
-        for mode in [SearchMode::Vector, SearchMode::Hybrid] {
-            let s = score_search(service, &tuning, None, mode, &mut int8_vectors)?;
-            let _ = writeln!(
-                out,
-                "{}",
-                search_row(&format!("int8 queries, {}", mode.as_str()), &s)
-            );
-        }
-        crate::embed::set_int8_short_inputs(false);
     }
     Ok(out)
 }

@@ -78,7 +78,12 @@ impl Metrics {
     }
 
     /// The text exposition format, with the gauges given by the caller.
-    pub(crate) fn render(&self, queue_depth: usize, stories: usize) -> String {
+    pub(crate) fn render(
+        &self,
+        queue_depth: usize,
+        stories: usize,
+        encoder: Option<&crate::embed::DeviceInfo>,
+    ) -> String {
         let r = self
             .registry
             .lock()
@@ -138,6 +143,26 @@ impl Metrics {
         let _ = writeln!(out, "# HELP storydex_stories_indexed Stories in the store.");
         let _ = writeln!(out, "# TYPE storydex_stories_indexed gauge");
         let _ = writeln!(out, "storydex_stories_indexed {stories}");
+        if let Some(info) = encoder {
+            let _ = writeln!(
+                out,
+                "# HELP storydex_encoder_info Where the model runs (always 1; the labels say it)."
+            );
+            let _ = writeln!(out, "# TYPE storydex_encoder_info gauge");
+            let _ = writeln!(
+                out,
+                "storydex_encoder_info{{device=\"{}\",precision=\"{}\",engine=\"{}\"}} 1",
+                escape(&info.device),
+                escape(&info.precision),
+                escape(&info.engine)
+            );
+            let _ = writeln!(
+                out,
+                "# HELP storydex_encoder_batch_tokens Padded tokens per forward pass (0: one window at a time)."
+            );
+            let _ = writeln!(out, "# TYPE storydex_encoder_batch_tokens gauge");
+            let _ = writeln!(out, "storydex_encoder_batch_tokens {}", info.batch_tokens);
+        }
         out
     }
 }
@@ -177,7 +202,17 @@ mod tests {
         let m = Metrics::default();
         m.observe("/v1/stories/{id}", "GET", 200, Duration::from_millis(3));
         m.observe("/v1/stories/{id}", "GET", 404, Duration::from_millis(200));
-        let text = m.render(2, 134);
+        let info = crate::embed::DeviceInfo {
+            device: "cuda:0".to_owned(),
+            precision: "f16".to_owned(),
+            engine: "candle-transformers".to_owned(),
+            batch_tokens: 16384,
+        };
+        let text = m.render(2, 134, Some(&info));
+        assert!(text.contains(
+            "storydex_encoder_info{device=\"cuda:0\",precision=\"f16\",engine=\"candle-transformers\"} 1"
+        ));
+        assert!(text.contains("storydex_encoder_batch_tokens 16384"));
         assert!(text.contains(
             "storydex_http_requests_total{route=\"/v1/stories/{id}\",method=\"GET\",status=\"404\"} 1"
         ));

@@ -367,6 +367,10 @@ impl Encoder for QueuedEncoder {
     fn passage_layout(&self) -> String {
         self.inner.passage_layout()
     }
+
+    fn device_info(&self) -> crate::embed::DeviceInfo {
+        self.inner.device_info()
+    }
 }
 
 #[cfg(test)]

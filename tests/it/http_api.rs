@@ -25,6 +25,10 @@ async fn health_reports_ok_with_story_count_and_model_once_ready() {
     assert_eq!(health["status"], "ok");
     assert_eq!(health["stories"], SAMPLE_STORIES);
     assert_eq!(health["model"], "fake-hash-384");
+    // Where the model runs: the fake encoder says the CPU in f32.
+    assert_eq!(health["encoder"]["device"], "cpu");
+    assert_eq!(health["encoder"]["precision"], "f32");
+    assert_eq!(health["encoder"]["engine"], "fake");
 }
 
 #[tokio::test]
@@ -38,6 +42,7 @@ async fn health_answers_503_starting_until_the_model_is_loaded() {
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "starting");
+    assert_eq!(body["encoder"], Value::Null);
     let search = app.search(json!({"query": "Atlas"})).await;
     assert_eq!(search.headers()["retry-after"], "1");
     assert_error(search, 503, "not_ready").await;
@@ -259,6 +264,10 @@ async fn metrics_count_requests_under_their_route_template() {
         r#"storydex_http_requests_total{route="/v1/stories/{id}",method="GET",status="404"} 1"#
     ));
     assert!(text.contains(r#"route="unmatched""#));
+    assert!(
+        text.contains(r#"storydex_encoder_info{device="cpu",precision="f32",engine="fake"} 1"#),
+        "{text}"
+    );
     assert!(
         !text.contains(ATLAS_STORY),
         "raw paths must not become labels"

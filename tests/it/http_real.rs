@@ -20,6 +20,7 @@ async fn real_model_finds_a_chinese_story_from_an_english_query_over_http() {
         let encoder = ModelArgs {
             model: None,
             model_dir: Some(model_dir),
+            ..ModelArgs::default()
         }
         .load_encoder()
         .expect("load the model");

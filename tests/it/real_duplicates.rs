@@ -108,6 +108,9 @@ impl Encoder for Remembering {
     fn dimension(&self) -> usize {
         self.inner.dimension()
     }
+    fn device_info(&self) -> storydex::embed::DeviceInfo {
+        self.inner.device_info()
+    }
     fn embed_query(&self, text: &str) -> Result<Vec<f32>, storydex::embed::EmbedError> {
         self.inner.embed_query(text)
     }

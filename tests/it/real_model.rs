@@ -275,6 +275,7 @@ fn opening_a_store_with_another_model_names_both_models() {
         model: ModelArgs {
             model: Some(manifest),
             model_dir: Some(real_model_dir()),
+            ..ModelArgs::default()
         },
     };
     let err = match common.open() {

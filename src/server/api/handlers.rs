@@ -421,6 +421,7 @@ pub(crate) async fn health(
             status: "starting".to_owned(),
             stories: 0,
             model: None,
+            encoder: None,
         };
         return Ok((StatusCode::SERVICE_UNAVAILABLE, Json(starting)));
     };
@@ -431,6 +432,7 @@ pub(crate) async fn health(
             status: "ok".to_owned(),
             stories,
             model: Some(service.model_id().to_owned()),
+            encoder: Some(service.encoder().device_info()),
         }),
     ))
 }
@@ -448,7 +450,10 @@ pub(crate) async fn metrics(
     } else {
         0
     };
-    let text = state.metrics().render(state.queue_depth(), stories);
+    let encoder = state.service().map(|s| s.encoder().device_info());
+    let text = state
+        .metrics()
+        .render(state.queue_depth(), stories, encoder.as_ref());
     Ok((
         [(
             header::CONTENT_TYPE,

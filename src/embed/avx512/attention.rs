@@ -1,4 +1,4 @@
-//! Fused self-attention for one unpadded sequence on the CPU: a candle custom op.
+//! Fused self-attention for one unpadded sequence on the CPU (the AVX-512 path).
 //!
 //! Owns: `softmax(Q·Kᵀ)·V` per head straight from the fused `[L, 3H]` QKV projection
 //! (Q already scaled by 1/√d), writing the `[L, H]` context. Must not: mask or pad;
@@ -9,45 +9,11 @@
 //! the matmuls. Here each head is one pass over L rows with a vectorisable `exp`, and
 //! heads run in parallel on rayon's pool.
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use rayon::prelude::*;
-
-pub(crate) struct FusedAttention {
-    pub(crate) heads: usize,
-}
 
 /// Sequences at least this long run attention in bf16 when asked to (passages; queries
 /// stay f32).
 pub(crate) const BF16_MIN_LEN: usize = 25;
-
-impl CustomOp1 for FusedAttention {
-    fn name(&self) -> &'static str {
-        "storydex-fused-attention"
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (len, three_h) = layout.shape().dims2()?;
-        let h = three_h / 3;
-        if three_h % 3 != 0 || h % self.heads != 0 {
-            candle_core::bail!(
-                "fused attention: bad QKV width {three_h} for {} heads",
-                self.heads
-            );
-        }
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("fused attention needs a contiguous input");
-        };
-        let qkv = &storage.as_slice::<f32>()?[start..end];
-        Ok((
-            CpuStorage::F32(attention(qkv, len, h, self.heads, false)),
-            Shape::from((len, h)),
-        ))
-    }
-}
 
 /// Context `[len, h]` from the fused projection `[len, 3h]`; `bf16`: both matmuls of
 /// sequences of at least [`BF16_MIN_LEN`] on bf16 pairs (AVX512-BF16), softmax in f32.
@@ -522,7 +488,7 @@ mod tests {
 
     #[test]
     fn bf16_attention_stays_within_bf16_rounding_of_the_textbook_formula() {
-        if !crate::embed::linear::bf16_available() {
+        if !super::super::linear::bf16_available() {
             eprintln!("no AVX512-BF16 on this CPU: attention runs in f32 here");
             return;
         }

@@ -1,21 +1,23 @@
-//! The encoder's dense layers on x86 CPUs with AVX-512: a candle custom op.
+//! The encoder's dense layers on x86 CPUs with AVX-512.
 //!
 //! Owns: packing a `[out, in]` weight once at load time into 32-column panels, and
 //! `y = x·Wᵀ + b` (optionally followed by exact GELU) with AVX-512 register-tiled
 //! kernels: f32, bf16 pairs (`vdpbf16ps`, where the CPU has AVX512-BF16) for long
-//! inputs, int8 weights for short ones. Must not: be used where AVX-512 is missing;
-//! `Dense::load` falls back to candle's own matmul there (and on GPUs).
+//! inputs, int8 weights for short ones when asked. Must not: be used where AVX-512 is
+//! missing; the encoder runs candle-transformers' BERT there (and on GPUs).
 //!
 //! Why: candle's CPU matmul (the `gemm` crate) only uses AVX2 on stable Rust, and for
 //! the short sequences of news items its thread hand-off costs more than it saves.
 //! Here each call splits its column panels over rayon's pool, which nests cleanly when
 //! several windows are embedded in parallel.
+//!
+//! This file is long because it holds the SIMD kernels themselves (f32, bf16, int8
+//! tiles) beside the packing they read.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Columns per panel: two 512-bit registers of f32.
-const NR: usize = 32;
+pub(crate) const NR: usize = 32;
 /// Rows per register tile: 8 rows × 2 registers = 16 accumulators.
 const MR: usize = 8;
 /// Rows per tile on the int8 path: 26 accumulators, 2 weights and a broadcast still fit
@@ -24,64 +26,6 @@ const MR_SMALL: usize = 13;
 /// Rows per tile on the bf16 path: 24 accumulators, each `vdpbf16ps` doing 32
 /// multiply-adds, so a weight pair loaded from cache feeds 768 of them.
 const MR_BF16: usize = 12;
-
-/// A dense layer, packed for the AVX-512 kernel or left to candle.
-pub(crate) enum Dense {
-    Packed(PackedLinear),
-    Candle {
-        linear: candle_nn::Linear,
-        gelu: bool,
-    },
-}
-
-impl Dense {
-    /// `weight` is `[out, in]` (PyTorch orientation), `bias` is `[out]`; `precision` is
-    /// for long inputs on the packed path.
-    pub(crate) fn new(
-        weight: Tensor,
-        bias: Tensor,
-        gelu: bool,
-        precision: LongPrecision,
-    ) -> candle_core::Result<Self> {
-        let (out, inp) = weight.dims2()?;
-        if weight.device().is_cpu() && avx512_available() && out % NR == 0 {
-            let w = weight
-                .to_dtype(DType::F32)?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
-            let b = bias.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-            return Ok(Dense::Packed(PackedLinear::with_precision(
-                &w, &b, out, inp, gelu, precision,
-            )));
-        }
-        Ok(Dense::Candle {
-            linear: candle_nn::Linear::new(weight, Some(bias)),
-            gelu,
-        })
-    }
-
-    /// The packed kernel, when this layer has one (CPUs with AVX-512).
-    pub(crate) fn packed(&self) -> Option<&PackedLinear> {
-        match self {
-            Dense::Packed(p) => Some(p),
-            Dense::Candle { .. } => None,
-        }
-    }
-
-    pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        match self {
-            Dense::Packed(p) => x.apply_op1_no_bwd(p),
-            Dense::Candle { linear, gelu } => {
-                let y = linear.forward(x)?;
-                if *gelu {
-                    y.gelu_erf()
-                } else {
-                    Ok(y)
-                }
-            }
-        }
-    }
-}
 
 /// AVX512-BF16 (`vdpbf16ps`, `vcvtneps2bf16`): Cooper Lake, Sapphire Rapids and later
 /// Xeons, AMD Zen 4 and later.
@@ -111,7 +55,7 @@ pub(crate) fn avx512_available() -> bool {
 }
 
 /// Inputs of at most this many rows (queries) may use the int8 copy of the weights
-/// ([`set_int8_short_inputs`]).
+/// ([`crate::embed::EncoderOptions::int8_queries`]).
 const SMALL_M: usize = 24;
 
 /// Whether a sequence of `len` tokens counts as short (int8 weights, when on). A batch of
@@ -121,49 +65,12 @@ pub(crate) fn is_short(len: usize) -> bool {
     len <= SMALL_M
 }
 
-/// Whether short inputs use the int8 weights (off by default). They were meant for a
-/// query bound by streaming the weights from memory, but measured on AMD EPYC (Zen,
-/// AVX512-BF16) a 13-token query took 3.5 ms with int8 weights against 2.8 ms in bf16
-/// and 3.0 ms in f32, and four queries in one pass 11.1 ms against 7.4 and 7.5 ms: the
-/// per-weight conversion costs more than the bytes it saves. So queries run in the
-/// passages' precision; `storydex eval --sweep` and `examples/query_latency` turn int8
-/// on to compare.
-static INT8_SHORT_INPUTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Chooses int8 (`true`) or the long inputs' weights (`false`, the default) for inputs
-/// of at most 24 tokens.
-pub fn set_int8_short_inputs(on: bool) {
-    INT8_SHORT_INPUTS.store(on, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// Whether models loaded from now on run long inputs in bf16 where the CPU has
-/// AVX512-BF16 (on by default).
-static BF16_LONG_INPUTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
-
-/// Chooses bf16 (`true`, the default, where the CPU has AVX512-BF16) or f32 weights and
-/// inputs for inputs longer than 24 tokens, for models loaded after the call (the
-/// weights are packed once, at load). Benchmarks turn it off to compare.
-pub fn set_bf16_long_inputs(on: bool) {
-    BF16_LONG_INPUTS.store(on, std::sync::atomic::Ordering::Relaxed);
-}
-
 /// How the weights for long inputs (passages) are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LongPrecision {
     F32,
     /// Weights and inputs rounded to bf16 (to nearest even), products summed in f32.
     Bf16,
-}
-
-impl LongPrecision {
-    /// bf16 where the CPU can and [`set_bf16_long_inputs`] has not turned it off.
-    pub(crate) fn for_this_cpu() -> Self {
-        if bf16_available() && BF16_LONG_INPUTS.load(std::sync::atomic::Ordering::Relaxed) {
-            LongPrecision::Bf16
-        } else {
-            LongPrecision::F32
-        }
-    }
 }
 
 enum LongPanels {
@@ -265,21 +172,10 @@ impl PackedLinear {
         }
     }
 
-    /// `y[m, out] = x[m, inp]·Wᵀ + b`, then GELU if configured; the rows are one
-    /// sequence, short or long by their count.
-    pub(crate) fn apply(&self, x: &[f32], m: usize) -> Vec<f32> {
-        self.apply_rows(x, m, is_short(m))
-    }
-
-    /// [`PackedLinear::apply`] on `m` rows of several sequences that are all short
-    /// (`short`) or all long: every row is computed exactly as in its own sequence.
-    pub(crate) fn apply_rows(&self, x: &[f32], m: usize, short: bool) -> Vec<f32> {
-        let int8 = short && INT8_SHORT_INPUTS.load(std::sync::atomic::Ordering::Relaxed);
-        self.apply_with(x, m, int8)
-    }
-
-    /// `y = x·Wᵀ + b` with the int8 weights (`int8`) or the long inputs' ones.
-    fn apply_with(&self, x: &[f32], m: usize, int8: bool) -> Vec<f32> {
+    /// `y[m, out] = x[m, inp]·Wᵀ + b`, then GELU if configured, with the int8 weights
+    /// (`int8`, for rows of short sequences when asked) or the long inputs' ones. The
+    /// rows may belong to several sequences: each row is computed on its own.
+    pub(crate) fn apply_with(&self, x: &[f32], m: usize, int8: bool) -> Vec<f32> {
         assert!(
             avx512_available(),
             "PackedLinear needs AVX-512; this is a bug"
@@ -349,29 +245,6 @@ struct SendPtr(*mut f32);
 // SAFETY: used only to hand disjoint column ranges of one buffer to rayon tasks.
 unsafe impl Sync for SendPtr {}
 unsafe impl Send for SendPtr {}
-
-impl CustomOp1 for PackedLinear {
-    fn name(&self) -> &'static str {
-        "storydex-packed-linear"
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (m, k) = layout.shape().dims2()?;
-        if k != self.inp {
-            candle_core::bail!("packed linear expects {} inputs, got {k}", self.inp);
-        }
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("packed linear needs a contiguous input");
-        };
-        let x = &storage.as_slice::<f32>()?[start..end];
-        let y = self.apply(x, m);
-        Ok((CpuStorage::F32(y), Shape::from((m, self.out))))
-    }
-}
 
 /// Where one 32-column panel of weights is, and in which type.
 #[derive(Clone, Copy)]
@@ -763,7 +636,7 @@ mod tests {
                     let x: Vec<f32> = (0..m * inp)
                         .map(|i| ((i * 31) % 13) as f32 / 13.0 - 0.4 + i as f32 * 1e-4)
                         .collect();
-                    let y = packed.apply(&x, m);
+                    let y = packed.apply_with(&x, m, false);
                     // The kernel multiplies bf16-rounded values exactly and sums in f32.
                     let exact = plain_matmul(&round_bf16(&x), &round_bf16(&w), &b, m, inp, gelu_on);
                     let full = plain_matmul(&x, &w, &b, m, inp, gelu_on);

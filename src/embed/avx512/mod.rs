@@ -1,89 +1,42 @@
-//! The BERT encoder (e5 family) written on candle tensors.
+//! storydex's own BERT forward pass for x86 CPUs with AVX-512: the fast CPU path.
 //!
-//! Owns: loading weights from `model.safetensors` and the forward pass of one token
-//! sequence to a mean-pooled, L2-normalised vector. Must not: tokenize or window text.
+//! Owns: packing the weights of `model.safetensors` for the kernels in [`linear`] and
+//! [`attention`], and the forward pass of token sequences to mean-pooled, L2-normalised
+//! vectors on plain buffers. Must not: tokenize or window text, or run anywhere without
+//! AVX-512 (the encoder uses candle-transformers' BERT there, see `super::portable`).
 //!
-//! This follows candle-transformers' `models::bert` (same weights, same maths) but keeps
-//! the hot path short: Q, K and V are one fused matmul with the 1/sqrt(d) scale folded
-//! into Q, and the 250k-row word embedding table stays in the memory map (only the rows
-//! a text uses are read).
-//!
-//! Where every dense layer has the packed AVX-512 kernel, the forward pass runs on plain
-//! buffers ([`Bert::embed_packed`]): the kernels, fused attention, and residual + layer
-//! norm done row by row here. candle's own element-wise ops are not used there: above
+//! The maths is BERT's (the same as candle-transformers' `models::bert`, which the
+//! tests hold it to); the hot path is shorter: Q, K and V are one fused matmul with the
+//! 1/sqrt(d) scale folded into Q, attention is fused per head, residual + layer norm
+//! run row by row, and the 250k-row word embedding table stays in the memory map (only
+//! the rows a text uses are read). candle's element-wise ops are not used here: above
 //! 64k elements they fan out to a separate spinning thread pool behind one mutex, which
 //! serialised the windows embedded in parallel and spun against our own threads.
-//! Elsewhere (no AVX-512, GPUs) the same maths runs on candle tensors.
+
+pub(crate) mod attention;
+pub(crate) mod linear;
+pub mod roofline;
 
 use std::path::Path;
 
 use candle_core::safetensors::MmapedSafetensors;
-use candle_core::{DType, Device, Tensor, D};
-use serde::Deserialize;
+use candle_core::{DType, Device, Tensor};
+use candle_transformers::models::bert::Config;
 
-use super::attention::FusedAttention;
-use super::linear::{Dense, LongPrecision};
-use super::EmbedError;
-
-/// The fields of `config.json` this encoder uses (HF BERT names).
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct BertConfig {
-    pub(crate) vocab_size: usize,
-    pub(crate) hidden_size: usize,
-    pub(crate) num_hidden_layers: usize,
-    pub(crate) num_attention_heads: usize,
-    pub(crate) intermediate_size: usize,
-    pub(crate) hidden_act: String,
-    pub(crate) max_position_embeddings: usize,
-    pub(crate) layer_norm_eps: f64,
-}
-
-impl BertConfig {
-    pub(crate) fn from_file(path: &Path) -> Result<Self, EmbedError> {
-        let bad = |message: String| EmbedError::Config {
-            path: path.to_owned(),
-            message,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-        let config: BertConfig = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-        if config.hidden_act != "gelu" {
-            return Err(bad(format!(
-                "hidden_act {:?} is not supported (only exact \"gelu\")",
-                config.hidden_act
-            )));
-        }
-        if config.num_attention_heads == 0
-            || !config
-                .hidden_size
-                .is_multiple_of(config.num_attention_heads)
-        {
-            return Err(bad(format!(
-                "hidden_size {} is not a multiple of num_attention_heads {}",
-                config.hidden_size, config.num_attention_heads
-            )));
-        }
-        Ok(config)
-    }
-}
+use self::linear::{LongPrecision, PackedLinear};
+use crate::embed::EmbedError;
 
 struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
     eps: f32,
-    /// The same parameters on the host, for the packed path.
-    host_weight: Vec<f32>,
-    host_bias: Vec<f32>,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
 }
 
 impl LayerNorm {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
-    }
-
     /// `x = LayerNorm(x + residual)` for each row of `x` (`residual` empty: no sum).
     fn add_and_norm(&self, x: &mut [f32], residual: &[f32]) {
         #[cfg(target_arch = "x86_64")]
-        if super::linear::avx512_available() {
+        if linear::avx512_available() {
             // SAFETY: the CPU has the features the function is compiled for.
             unsafe { add_and_norm_avx512(self, x, residual) };
             return;
@@ -103,7 +56,7 @@ unsafe fn add_and_norm_avx512(norm: &LayerNorm, x: &mut [f32], residual: &[f32])
 #[inline(always)]
 fn add_and_norm_rows(norm: &LayerNorm, x: &mut [f32], residual: &[f32]) {
     const LANES: usize = 16;
-    let width = norm.host_weight.len();
+    let width = norm.weight.len();
     for (i, row) in x.chunks_exact_mut(width).enumerate() {
         if !residual.is_empty() {
             for (a, r) in row.iter_mut().zip(&residual[i * width..(i + 1) * width]) {
@@ -133,7 +86,7 @@ fn add_and_norm_rows(norm: &LayerNorm, x: &mut [f32], residual: &[f32]) {
             .sum();
         let var = (lanes.iter().sum::<f32>() + tail) / width as f32;
         let inv = 1.0 / (var + norm.eps).sqrt();
-        for ((a, w), b) in row.iter_mut().zip(&norm.host_weight).zip(&norm.host_bias) {
+        for ((a, w), b) in row.iter_mut().zip(&norm.weight).zip(&norm.bias) {
             *a = ((*a - mean) * inv).mul_add(*w, *b);
         }
     }
@@ -141,36 +94,43 @@ fn add_and_norm_rows(norm: &LayerNorm, x: &mut [f32], residual: &[f32]) {
 
 struct Layer {
     /// Q, K and V stacked into one `[3H, H]` projection; Q pre-scaled by 1/sqrt(head dim).
-    qkv: Dense,
-    attention_out: Dense,
+    qkv: PackedLinear,
+    attention_out: PackedLinear,
     attention_norm: LayerNorm,
     /// With the GELU fused in.
-    intermediate: Dense,
-    output: Dense,
+    intermediate: PackedLinear,
+    output: PackedLinear,
     output_norm: LayerNorm,
 }
 
 pub(crate) struct Bert {
     /// Keeps the word embedding table mapped; rows are gathered from it per text.
     weights: MmapedSafetensors,
-    /// Every dense layer has the packed kernel: run [`Bert::embed_packed`].
-    packed: bool,
-    /// Long inputs in bf16 (attention included) on the packed path.
+    /// Long inputs in bf16 (attention included).
     bf16: bool,
-    /// `position_and_type` on the host, for the packed path.
-    host_position_and_type: Vec<f32>,
+    /// Short inputs (queries) with the int8 copy of the weights.
+    int8_short: bool,
+    /// Position embeddings plus token type 0 (which every e5 input uses), `[positions, h]`.
+    position_and_type: Vec<f32>,
     hidden: usize,
     heads: usize,
     vocab: usize,
     max_positions: usize,
-    /// Position embeddings plus token type 0, which every e5 input uses.
-    position_and_type: Tensor,
     embedding_norm: LayerNorm,
     layers: Vec<Layer>,
-    device: Device,
 }
 
 const WORD_EMBEDDINGS: &str = "embeddings.word_embeddings.weight";
+
+/// Whether this CPU runs the kernels at all.
+pub(crate) fn available() -> bool {
+    linear::avx512_available()
+}
+
+/// Whether this CPU runs long inputs in bf16 (AVX512-BF16).
+pub(crate) fn bf16_available() -> bool {
+    linear::bf16_available()
+}
 
 /// Asks the kernel to read the weights file into the page cache now, in the background.
 ///
@@ -193,13 +153,23 @@ fn prefetch(path: &Path) {
 }
 
 impl Bert {
-    /// `precision`: how the packed kernels keep weights for long inputs.
+    /// Loads and packs the weights; `bf16`: long inputs in bf16 (needs AVX512-BF16),
+    /// `int8_short`: short inputs with int8 weights.
     pub(crate) fn load(
-        config: &BertConfig,
+        config: &Config,
         weights_path: &Path,
-        device: &Device,
-        precision: LongPrecision,
+        bf16: bool,
+        int8_short: bool,
     ) -> Result<Self, EmbedError> {
+        assert!(
+            available(),
+            "the AVX-512 encoder needs AVX-512; this is a bug"
+        );
+        let precision = if bf16 && bf16_available() {
+            LongPrecision::Bf16
+        } else {
+            LongPrecision::F32
+        };
         // SAFETY: the file is opened read-only and storydex never writes model files
         // while they are mapped; a concurrent external rewrite is outside our contract.
         let weights = unsafe { MmapedSafetensors::new(weights_path)? };
@@ -210,31 +180,29 @@ impl Bert {
             "bert."
         };
         let h = config.hidden_size;
+        let bad = |message: String| EmbedError::Config {
+            path: weights_path.to_owned(),
+            message,
+        };
         let load = |name: &str, shape: &[usize]| -> Result<Tensor, EmbedError> {
             let full = format!("{prefix}{name}");
             let t = weights
-                .load(&full, device)
-                .map_err(|e| EmbedError::Config {
-                    path: weights_path.to_owned(),
-                    message: format!("tensor {full}: {e}"),
-                })?
+                .load(&full, &Device::Cpu)
+                .map_err(|e| bad(format!("tensor {full}: {e}")))?
                 .to_dtype(DType::F32)?;
             if t.dims() != shape {
-                return Err(EmbedError::Config {
-                    path: weights_path.to_owned(),
-                    message: format!("tensor {full} has shape {:?}, expected {shape:?}", t.dims()),
-                });
+                return Err(bad(format!(
+                    "tensor {full} has shape {:?}, expected {shape:?}",
+                    t.dims()
+                )));
             }
             Ok(t)
         };
+        let host = |t: Tensor| -> Result<Vec<f32>, EmbedError> { Ok(t.flatten_all()?.to_vec1()?) };
         let norm = |name: &str| -> Result<LayerNorm, EmbedError> {
-            let weight = load(&format!("{name}.weight"), &[h])?;
-            let bias = load(&format!("{name}.bias"), &[h])?;
             Ok(LayerNorm {
-                host_weight: weight.to_vec1()?,
-                host_bias: bias.to_vec1()?,
-                weight,
-                bias,
+                weight: host(load(&format!("{name}.weight"), &[h])?)?,
+                bias: host(load(&format!("{name}.bias"), &[h])?)?,
                 eps: config.layer_norm_eps as f32,
             })
         };
@@ -245,22 +213,37 @@ impl Bert {
                     load(&format!("{name}.bias"), &[out])?,
                 ))
             };
-        let dense = |name: &str, out: usize, inp: usize, gelu: bool| -> Result<Dense, EmbedError> {
+        let pack = |w: Tensor, b: Tensor, gelu: bool| -> Result<PackedLinear, EmbedError> {
+            let (out, inp) = w.dims2()?;
+            if out % linear::NR != 0 {
+                return Err(bad(format!(
+                    "a dense layer has {out} outputs; the AVX-512 kernels need a multiple \
+                     of {} (run with --device cpu on a build without them, or another model)",
+                    linear::NR
+                )));
+            }
+            Ok(PackedLinear::with_precision(
+                &host(w)?,
+                &host(b)?,
+                out,
+                inp,
+                gelu,
+                precision,
+            ))
+        };
+        let dense = |name: &str, out: usize, inp: usize, gelu: bool| {
             let (w, b) = weight_and_bias(name, out, inp)?;
-            Ok(Dense::new(w, b, gelu, precision)?)
+            pack(w, b, gelu)
         };
 
         let word = weights.get(&format!("{prefix}{WORD_EMBEDDINGS}"))?;
         if word.shape() != [config.vocab_size, h] || word.dtype() != safetensors::Dtype::F32 {
-            return Err(EmbedError::Config {
-                path: weights_path.to_owned(),
-                message: format!(
-                    "{WORD_EMBEDDINGS} must be F32 [{}, {h}], found {:?} {:?}",
-                    config.vocab_size,
-                    word.dtype(),
-                    word.shape()
-                ),
-            });
+            return Err(bad(format!(
+                "{WORD_EMBEDDINGS} must be F32 [{}, {h}], found {:?} {:?}",
+                config.vocab_size,
+                word.dtype(),
+                word.shape()
+            )));
         }
 
         let positions = load(
@@ -268,7 +251,7 @@ impl Bert {
             &[config.max_position_embeddings, h],
         )?;
         let token_type = load("embeddings.token_type_embeddings.weight", &[2, h])?;
-        let position_and_type = positions.broadcast_add(&token_type.narrow(0, 0, 1)?)?;
+        let position_and_type = host(positions.broadcast_add(&token_type.narrow(0, 0, 1)?)?)?;
 
         let head_dim = h / config.num_attention_heads;
         let scale = 1.0 / (head_dim as f64).sqrt();
@@ -281,7 +264,7 @@ impl Bert {
             let qkv_w = Tensor::cat(&[(qw * scale)?, kw, vw], 0)?;
             let qkv_b = Tensor::cat(&[(qb * scale)?, kb, vb], 0)?;
             layers.push(Layer {
-                qkv: Dense::new(qkv_w, qkv_b, false, precision)?,
+                qkv: pack(qkv_w, qkv_b, false)?,
                 attention_out: dense(&format!("{p}.attention.output.dense"), h, h, false)?,
                 attention_norm: norm(&format!("{p}.attention.output.LayerNorm"))?,
                 intermediate: dense(
@@ -300,49 +283,23 @@ impl Bert {
             });
         }
         let embedding_norm = norm("embeddings.LayerNorm")?;
-        let packed = device.is_cpu()
-            && layers.iter().all(|l| {
-                [&l.qkv, &l.attention_out, &l.intermediate, &l.output]
-                    .iter()
-                    .all(|d| d.packed().is_some())
-            });
-        let host_position_and_type = if packed {
-            position_and_type.flatten_all()?.to_vec1()?
-        } else {
-            Vec::new()
-        };
         Ok(Self {
             weights,
-            packed,
             bf16: precision == LongPrecision::Bf16,
-            host_position_and_type,
+            int8_short,
+            position_and_type,
             hidden: h,
             heads: config.num_attention_heads,
             vocab: config.vocab_size,
             max_positions: config.max_position_embeddings,
-            position_and_type,
             embedding_norm,
             layers,
-            device: device.clone(),
         })
     }
 
-    pub(crate) fn max_positions(&self) -> usize {
-        self.max_positions
-    }
-
-    pub(crate) fn hidden(&self) -> usize {
-        self.hidden
-    }
-
-    /// Gathers the rows of `ids` from the mapped word embedding table.
-    fn word_embeddings(&self, ids: &[u32]) -> Result<Tensor, EmbedError> {
-        let rows = self.word_rows(ids)?;
-        Ok(Tensor::from_vec(
-            rows,
-            (ids.len(), self.hidden),
-            &self.device,
-        )?)
+    /// Whether long inputs run in bf16.
+    pub(crate) fn bf16(&self) -> bool {
+        self.bf16
     }
 
     /// The rows of `ids` in the mapped word embedding table, `[ids.len(), hidden]`.
@@ -371,9 +328,7 @@ impl Bert {
         Ok(out)
     }
 
-    /// One sequence (`<s> ... </s>`, no padding) to its mean-pooled unit vector.
-    pub(crate) fn embed(&self, ids: &[u32]) -> Result<Vec<f32>, EmbedError> {
-        let len = ids.len();
+    fn check_len(&self, len: usize) -> Result<(), EmbedError> {
         if len == 0 {
             return Err(EmbedError::EmptyText);
         }
@@ -383,44 +338,43 @@ impl Bert {
                 self.max_positions
             )));
         }
-        if self.packed {
-            let short = super::linear::is_short(len);
-            return Ok(self.embed_packed(&[ids], short)?.remove(0));
-        }
-        let x = self
-            .word_embeddings(ids)?
-            .add(&self.position_and_type.narrow(0, 0, len)?)?;
-        let mut x = self.embedding_norm.forward(&x)?;
-        for layer in &self.layers {
-            x = self.layer_forward(layer, &x)?;
-        }
-        let mut pooled = x.mean(0)?.to_vec1::<f32>()?;
-        super::normalize(&mut pooled);
-        Ok(pooled)
+        Ok(())
+    }
+
+    /// One sequence (`<s> ... </s>`, no padding) to its mean-pooled unit vector.
+    /// `between_layers` runs before each layer (passages pause there for queries).
+    pub(crate) fn embed(
+        &self,
+        ids: &[u32],
+        between_layers: &dyn Fn(),
+    ) -> Result<Vec<f32>, EmbedError> {
+        self.check_len(ids.len())?;
+        Ok(self
+            .forward(&[ids], linear::is_short(ids.len()), between_layers)?
+            .remove(0))
     }
 
     /// Several sequences to their vectors, in order, each exactly as [`Bert::embed`]
-    /// gives it. With packed layers, sequences of one precision class (short or long)
-    /// run as one forward pass: their rows share each weight read, which is what a short
-    /// query is bound by, while attention and pooling stay within each sequence.
+    /// gives it. Sequences of one precision class (short or long) run as one forward
+    /// pass: their rows share each weight read, which is what a short query is bound
+    /// by, while attention and pooling stay within each sequence.
     pub(crate) fn embed_many(&self, seqs: &[&[u32]]) -> Vec<Result<Vec<f32>, EmbedError>> {
-        let valid = |ids: &[u32]| !ids.is_empty() && ids.len() <= self.max_positions;
-        if !self.packed || seqs.len() < 2 {
-            return seqs.iter().map(|ids| self.embed(ids)).collect();
+        if seqs.len() < 2 {
+            return seqs.iter().map(|ids| self.embed(ids, &|| ())).collect();
         }
         let mut out: Vec<Option<Result<Vec<f32>, EmbedError>>> = seqs
             .iter()
-            .map(|ids| (!valid(ids)).then(|| self.embed(ids)))
+            .map(|ids| self.check_len(ids.len()).err().map(Err))
             .collect();
         for short in [true, false] {
             let group: Vec<usize> = (0..seqs.len())
-                .filter(|&i| out[i].is_none() && super::linear::is_short(seqs[i].len()) == short)
+                .filter(|&i| out[i].is_none() && linear::is_short(seqs[i].len()) == short)
                 .collect();
             if group.is_empty() {
                 continue;
             }
             let members: Vec<&[u32]> = group.iter().map(|&i| seqs[i]).collect();
-            match self.embed_packed(&members, short) {
+            match self.forward(&members, short, &|| ()) {
                 Ok(vectors) => {
                     for (i, v) in group.into_iter().zip(vectors) {
                         out[i] = Some(Ok(v));
@@ -441,45 +395,47 @@ impl Bert {
             .collect()
     }
 
-    /// [`Bert::embed`] on plain buffers, for when every dense layer is packed: `seqs`
-    /// (all short or all long, as `short` says) stacked row after row through the dense
-    /// layers, each its own attention and mean.
-    fn embed_packed(&self, seqs: &[&[u32]], short: bool) -> Result<Vec<Vec<f32>>, EmbedError> {
+    /// The forward pass of `seqs` (all short or all long, as `short` says) stacked row
+    /// after row through the dense layers, each its own attention and mean.
+    fn forward(
+        &self,
+        seqs: &[&[u32]],
+        short: bool,
+        between_layers: &dyn Fn(),
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         use rayon::prelude::*;
         let h = self.hidden;
-        fn packed(d: &Dense) -> &super::linear::PackedLinear {
-            d.packed()
-                .expect("embed_packed needs packed layers; this is a bug")
-        }
+        let int8 = short && self.int8_short;
         let ids: Vec<u32> = seqs.concat();
         let rows = ids.len();
         let mut starts = Vec::with_capacity(seqs.len());
         let mut positions = Vec::with_capacity(rows * h);
         for s in seqs {
             starts.push(positions.len() / h);
-            positions.extend_from_slice(&self.host_position_and_type[..s.len() * h]);
+            positions.extend_from_slice(&self.position_and_type[..s.len() * h]);
         }
         let mut x = self.word_rows(&ids)?;
         self.embedding_norm.add_and_norm(&mut x, &positions);
         for layer in &self.layers {
-            let qkv = packed(&layer.qkv).apply_rows(&x, rows, short);
+            between_layers();
+            let qkv = layer.qkv.apply_with(&x, rows, int8);
             let context = if seqs.len() == 1 {
-                super::attention::attention(&qkv, rows, h, self.heads, self.bf16)
+                attention::attention(&qkv, rows, h, self.heads, self.bf16)
             } else {
                 let parts: Vec<Vec<f32>> = seqs
                     .par_iter()
                     .zip(&starts)
                     .map(|(s, &start)| {
                         let qkv = &qkv[start * 3 * h..(start + s.len()) * 3 * h];
-                        super::attention::attention(qkv, s.len(), h, self.heads, self.bf16)
+                        attention::attention(qkv, s.len(), h, self.heads, self.bf16)
                     })
                     .collect();
                 parts.concat()
             };
-            let mut attended = packed(&layer.attention_out).apply_rows(&context, rows, short);
+            let mut attended = layer.attention_out.apply_with(&context, rows, int8);
             layer.attention_norm.add_and_norm(&mut attended, &x);
-            let ff = packed(&layer.intermediate).apply_rows(&attended, rows, short);
-            x = packed(&layer.output).apply_rows(&ff, rows, short);
+            let ff = layer.intermediate.apply_with(&attended, rows, int8);
+            x = layer.output.apply_with(&ff, rows, int8);
             layer.output_norm.add_and_norm(&mut x, &attended);
         }
         Ok(seqs
@@ -490,42 +446,9 @@ impl Bert {
                 for row in x[start * h..(start + s.len()) * h].chunks_exact(h) {
                     pooled.iter_mut().zip(row).for_each(|(p, v)| *p += v);
                 }
-                super::normalize(&mut pooled);
+                crate::embed::normalize(&mut pooled);
                 pooled
             })
             .collect())
-    }
-
-    fn layer_forward(&self, layer: &Layer, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (len, h) = x.dims2()?;
-        let qkv = layer.qkv.forward(x)?;
-        let context = if qkv.device().is_cpu() {
-            qkv.apply_op1_no_bwd(&FusedAttention { heads: self.heads })?
-        } else {
-            let head_dim = h / self.heads;
-            // [len, 3H] -> three [heads, len, head_dim]
-            let split = |i: usize| -> candle_core::Result<Tensor> {
-                qkv.narrow(1, i * h, h)?
-                    .reshape((len, self.heads, head_dim))?
-                    .transpose(0, 1)?
-                    .contiguous()
-            };
-            let (q, k, v) = (split(0)?, split(1)?, split(2)?);
-            let scores = q.matmul(&k.t()?)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            probs
-                .matmul(&v)?
-                .transpose(0, 1)?
-                .contiguous()?
-                .reshape((len, h))?
-        };
-        let attended = layer
-            .attention_norm
-            .forward(&(layer.attention_out.forward(&context)? + x)?)?;
-        let ff = layer.intermediate.forward(&attended)?;
-        let out = (layer.output.forward(&ff)? + &attended)?;
-        let out = layer.output_norm.forward(&out)?;
-        debug_assert_eq!(out.dim(D::Minus1)?, h);
-        Ok(out)
     }
 }
