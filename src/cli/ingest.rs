@@ -1,6 +1,6 @@
 //! `storydex ingest`: files and folders into the store, with a progress bar.
 //!
-//! Owns: the arguments, the Ctrl-C handling (the first stops after the current batch,
+//! Owns: the arguments, `--watch` (a folder followed until Ctrl-C), the Ctrl-C handling (the first stops after the current batch,
 //! the second quits), the progress bar, the summary and the hint when the disk is full
 //! or read-only. Must not: decide what is new or changed (that is `service`).
 
@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::output::print_json;
 use super::Common;
 use crate::api::IngestSummary;
-use crate::service::Progress;
+use crate::service::{Progress, Service, WatchOptions, WatchSettings, Watcher};
 
 // The arguments (their help text is the variant's doc comment in `cli::Command`).
 #[derive(Debug, Args)]
@@ -24,11 +24,14 @@ pub struct IngestArgs {
     #[command(flatten)]
     pub common: Common,
     /// Files or folders (folders are read recursively: *.md, *.txt, *.markdown).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "watch")]
     pub paths: Vec<PathBuf>,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// With --watch, keep ingesting the folder's new and changed files until Ctrl-C.
+    #[command(flatten)]
+    pub watch: WatchSettings,
 }
 
 pub(super) fn run(args: IngestArgs) -> anyhow::Result<()> {
@@ -36,6 +39,7 @@ pub(super) fn run(args: IngestArgs) -> anyhow::Result<()> {
         common,
         paths,
         json,
+        watch,
     } = args;
     let common = &common;
     let paths = &paths[..];
@@ -54,6 +58,12 @@ pub(super) fn run(args: IngestArgs) -> anyhow::Result<()> {
             eprintln!("\nstopping after the current batch (Ctrl-C again to quit now)...");
         })
         .context("installing the Ctrl-C handler")?;
+    }
+    let watch = watch.options();
+    if paths.is_empty() {
+        if let Some(options) = watch {
+            return watch_folder(service, options, &cancel);
+        }
     }
     let bar = ProgressBar::new(0);
     bar.set_style(
@@ -88,8 +98,20 @@ pub(super) fn run(args: IngestArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let summary = IngestSummary::from(&report);
     if json {
-        return print_json(&summary);
+        print_json(&summary)?;
+    } else {
+        print_summary(&summary);
     }
+    if let Some(options) = watch {
+        return watch_folder(service, options, &cancel);
+    }
+    if !summary.failed.is_empty() {
+        anyhow::bail!("{} file(s) could not be ingested", summary.failed.len());
+    }
+    Ok(())
+}
+
+fn print_summary(summary: &IngestSummary) {
     println!(
         "{} files: {} new, {} updated, {} unchanged, {} removed, {} failed in {:.1}s ({} tokens, {:.0} tokens/s){}",
         summary.files,
@@ -110,9 +132,29 @@ pub(super) fn run(args: IngestArgs) -> anyhow::Result<()> {
     for f in &summary.failed {
         println!("  failed {}: {}", f.source, f.error);
     }
-    if !summary.failed.is_empty() {
-        anyhow::bail!("{} file(s) could not be ingested", summary.failed.len());
+}
+
+/// Ingests the watched folder's new and changed files until Ctrl-C; each is logged.
+fn watch_folder(
+    service: Service,
+    options: WatchOptions,
+    cancel: &Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let service = Arc::new(service);
+    let stopping = Arc::clone(cancel);
+    let watcher = Watcher::spawn(
+        options,
+        Box::new(move |op| {
+            service
+                .apply_watch_op(op, &stopping)
+                .map_err(|e| format!("{:#}", anyhow::Error::from(e)))
+        }),
+    )
+    .context("starting the folder watch")?;
+    while !cancel.load(Ordering::SeqCst) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    watcher.stop();
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! Prometheus metrics: a small hand-rolled registry and the middleware that feeds it.
 //!
 //! Owns: request counts by route/method/status, request-duration histograms by route,
-//! and rendering the text exposition format. Must not: label by raw path (ids would make
+//! the watched folder's counts, and rendering the text exposition format. Must not: label by raw path (ids would make
 //! every story its own series); routes are the matched templates like `/v1/stories/{id}`.
 
 use std::collections::BTreeMap;
@@ -83,6 +83,7 @@ impl Metrics {
         queue_depth: usize,
         stories: usize,
         encoder: Option<&crate::embed::DeviceInfo>,
+        watch: Option<&crate::service::WatchSnapshot>,
     ) -> String {
         let r = self
             .registry
@@ -163,6 +164,41 @@ impl Metrics {
             let _ = writeln!(out, "# TYPE storydex_encoder_batch_tokens gauge");
             let _ = writeln!(out, "storydex_encoder_batch_tokens {}", info.batch_tokens);
         }
+        if let Some(w) = watch {
+            let _ = writeln!(
+                out,
+                "# HELP storydex_watch_files_total Files from the watched folder: ingested, failed to parse, deleted."
+            );
+            let _ = writeln!(out, "# TYPE storydex_watch_files_total counter");
+            for (result, n) in [
+                ("ingested", w.ingested),
+                ("failed", w.failed),
+                ("deleted", w.removed),
+            ] {
+                let _ = writeln!(out, "storydex_watch_files_total{{result=\"{result}\"}} {n}");
+            }
+            let _ = writeln!(
+                out,
+                "# HELP storydex_watch_failing_files Watched files whose last ingest failed."
+            );
+            let _ = writeln!(out, "# TYPE storydex_watch_failing_files gauge");
+            let _ = writeln!(out, "storydex_watch_failing_files {}", w.failing.len());
+            if let Some(at) = w.last_scan {
+                let _ = writeln!(
+                    out,
+                    "# HELP storydex_watch_last_scan_timestamp_seconds When the store was last brought up to date with the watched folder."
+                );
+                let _ = writeln!(
+                    out,
+                    "# TYPE storydex_watch_last_scan_timestamp_seconds gauge"
+                );
+                let _ = writeln!(
+                    out,
+                    "storydex_watch_last_scan_timestamp_seconds {}",
+                    at.unix_timestamp()
+                );
+            }
+        }
         out
     }
 }
@@ -208,7 +244,7 @@ mod tests {
             engine: "candle-transformers".to_owned(),
             batch_tokens: 16384,
         };
-        let text = m.render(2, 134, Some(&info));
+        let text = m.render(2, 134, Some(&info), None);
         assert!(text.contains(
             "storydex_encoder_info{device=\"cuda:0\",precision=\"f16\",engine=\"candle-transformers\"} 1"
         ));

@@ -56,6 +56,8 @@ pub struct ServeSettings {
     /// (1: each on its own). Nothing waits for a batch to fill.
     #[arg(long, env = "STORYDEX_QUERY_BATCH", default_value_t = queue::DEFAULT_QUERY_BATCH as u32, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub query_batch: u32,
+    #[command(flatten)]
+    pub watch: crate::service::WatchSettings,
 }
 
 impl Default for ServeSettings {
@@ -66,6 +68,10 @@ impl Default for ServeSettings {
             queue: 64,
             max_body: 2 * 1024 * 1024,
             query_batch: queue::DEFAULT_QUERY_BATCH as u32,
+            watch: crate::service::WatchSettings {
+                watch_quiet_ms: crate::service::DEFAULT_QUIET_MS,
+                ..Default::default()
+            },
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `storydex serve` from start to stop: listen first (so `/health` answers 503
 //! `starting`), load the model and store on a background thread, serve until SIGINT or
-//! SIGTERM, let in-flight requests finish, then save the index.
+//! SIGTERM, let in-flight requests finish, stop the folder watch (`--watch`), then save
+//! the index.
 //!
 //! Owns: the start-up order and stopping a server whose model cannot load (it would
 //! answer 503 forever). Must not: parse arguments (the CLI hands over the settings and
@@ -13,7 +14,7 @@ use anyhow::Context;
 
 use super::{serve, shutdown_signal, AppState, ServeSettings};
 use crate::embed::Encoder;
-use crate::service::Tuning;
+use crate::service::{Tuning, Watcher};
 use crate::store::{Store, WriterLock};
 
 /// What the server serves: the store opened for the model, the model, its knobs.
@@ -39,10 +40,24 @@ pub fn run(
         let state = AppState::new(&settings);
         let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel();
         let loading = state.clone();
+        let watch = settings.watch.options();
+        let runtime = tokio::runtime::Handle::current();
+        let watcher = Arc::new(Mutex::new(None::<Watcher>));
+        let watching = Arc::clone(&watcher);
         std::thread::Builder::new()
             .name("storydex-load".into())
             .spawn(move || {
-                let _ = loaded_tx.send(make_ready(load, &loading));
+                let ready = make_ready(load, &loading).and_then(|()| match watch {
+                    Some(options) => {
+                        let started = loading
+                            .start_watch(options, runtime)
+                            .context("starting the folder watch")?;
+                        *watching.lock().unwrap_or_else(|p| p.into_inner()) = Some(started);
+                        Ok(())
+                    }
+                    None => Ok(()),
+                });
+                let _ = loaded_tx.send(ready);
             })
             .context("starting the loader thread")?;
         // A server whose model cannot load would answer 503 forever: stop it instead.
@@ -64,6 +79,13 @@ pub fn run(
             }
         };
         serve(listener, state.clone(), shutdown).await?;
+        // The watcher's writes run on this runtime: stop it while the runtime still runs.
+        let stopping = watcher.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(watcher) = stopping {
+            tokio::task::spawn_blocking(move || watcher.stop())
+                .await
+                .context("stopping the folder watch")?;
+        }
         if let Some(e) = load_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
             return Err(e.context("loading the model and store"));
         }

@@ -23,7 +23,10 @@ use super::{RequestError, ServeSettings};
 use crate::corpus::ParsedFile;
 use crate::domain::{DateRange, QueryText, TopK};
 use crate::embed::{EmbedError, Encoder, Role};
-use crate::service::{CheckedItem, DraftCheck, SearchMode, Service, ServiceError, StoryHit};
+use crate::service::{
+    CheckedItem, DraftCheck, SearchMode, Service, ServiceError, StoryHit, WatchOp, WatchOptions,
+    WatchStatus, Watcher,
+};
 use crate::store::Store;
 
 /// What exists once the model and index are loaded.
@@ -45,6 +48,8 @@ struct Inner {
     write_slots: Arc<Semaphore>,
     /// One ingest at a time: two ingests of the same digest must not interleave.
     ingest: Arc<Mutex<()>>,
+    /// The watched folder's status, when `--watch` is on.
+    watch: OnceLock<Arc<WatchStatus>>,
 }
 
 /// Shared by all handlers; cheap to clone.
@@ -70,6 +75,7 @@ impl AppState {
                 queue_depth: Arc::new(AtomicUsize::new(0)),
                 write_slots: Arc::new(Semaphore::new(queue)),
                 ingest: Arc::new(Mutex::new(())),
+                watch: OnceLock::new(),
             }),
         }
     }
@@ -140,6 +146,44 @@ impl AppState {
             .local_addr
             .get()
             .is_some_and(|a| a.ip().to_canonical().is_loopback())
+    }
+
+    /// Starts watching a folder (the server must be ready). Each change goes through
+    /// [`AppState::write`], as `POST /v1/digests` does: one write at a time, embedding
+    /// on the queue behind searches. `runtime` runs those writes; the watcher's own
+    /// thread waits for them.
+    pub fn start_watch(
+        &self,
+        options: WatchOptions,
+        runtime: tokio::runtime::Handle,
+    ) -> std::io::Result<Watcher> {
+        if !self.is_ready() {
+            return Err(std::io::Error::other("the server is not ready"));
+        }
+        let state = self.clone();
+        let watcher = Watcher::spawn(
+            options,
+            Box::new(move |op: &WatchOp| loop {
+                let op = op.clone();
+                let written = runtime.block_on(state.write(move |service| {
+                    Ok(service.apply_watch_op(&op, &std::sync::atomic::AtomicBool::new(false))?)
+                }));
+                match written {
+                    // Every write slot is taken: wait for one rather than lose the change.
+                    Err(RequestError::Overloaded) => {
+                        std::thread::sleep(std::time::Duration::from_millis(250));
+                    }
+                    Err(e) => return Err(crate::server::cause_chain(&e)),
+                    Ok(outcome) => return Ok(outcome),
+                }
+            }),
+        )?;
+        let _ = self.inner.watch.set(watcher.status());
+        Ok(watcher)
+    }
+
+    pub(crate) fn watch_status(&self) -> Option<&WatchStatus> {
+        self.inner.watch.get().map(Arc::as_ref)
     }
 
     pub(crate) fn metrics(&self) -> &Metrics {

@@ -321,7 +321,9 @@ fn content_hash(model_id: &str, s: &Story) -> String {
     format!("{:x}", h.finalize())
 }
 
-fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+/// Files (sorted) under `path`, recursively, that [`is_ingestable`] accepts; a file
+/// named directly is taken whatever its name. Hidden folders are skipped.
+pub(crate) fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     let meta = std::fs::metadata(path)?;
     if meta.is_file() {
         out.push(path.to_owned());
@@ -333,16 +335,31 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     entries.sort();
     for entry in entries {
         if entry.is_dir() {
-            collect_files(&entry, out)?;
-        } else if entry
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| matches!(e, "md" | "txt" | "markdown"))
-        {
+            if !is_hidden(&entry) {
+                collect_files(&entry, out)?;
+            }
+        } else if is_ingestable(&entry) {
             out.push(entry);
         }
     }
     Ok(())
+}
+
+/// Whether a file found in a folder is a digest or archive to ingest: `.md`, `.txt` or
+/// `.markdown`, and not a dotfile (editor locks like `.#a.md`, hidden swap files).
+/// Editor temporaries (`a.md~`, `a.md.tmp`) fail the extension test.
+pub fn is_ingestable(path: &Path) -> bool {
+    !is_hidden(path)
+        && path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e, "md" | "txt" | "markdown"))
+}
+
+fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.'))
 }
 
 #[cfg(test)]

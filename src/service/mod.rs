@@ -1,6 +1,6 @@
 //! The use cases, one file each: [`ingest`](Service::ingest_paths), [`search`](Service::search),
-//! [`similar`](Service::similar), [`check`](Service::check_text) and
-//! [`duplicates`](Service::duplicates); the reads of stored stories and digests are here.
+//! [`similar`](Service::similar), [`check`](Service::check_text),
+//! [`duplicates`](Service::duplicates) and a watched folder ([`Watcher`]); the reads of stored stories and digests are here.
 //!
 //! Owns: the rules that combine parsing, embedding and the store. Must not: know about
 //! HTTP or the terminal (the CLI and the server both call this), or hand out the store:
@@ -21,14 +21,20 @@ mod ingest;
 mod inspect;
 mod search;
 mod similar;
+mod watch;
 
 pub use crate::tuning::{Fusion, Ranking, Tuning};
 pub(crate) use check::could_have_covered;
 pub use check::{parse_draft, CheckedItem, Coverage, DraftCheck, MatchReason};
 pub use duplicates::DuplicateCluster;
 pub(crate) use duplicates::{item as cluster_item, to_item as story_item};
+pub use ingest::is_ingestable;
 pub use ingest::{CheckedIngest, FailedFile, IngestReport, Progress};
 pub use search::{SearchMode, StoryHit};
+pub use watch::{
+    Apply, WatchOp, WatchOptions, WatchOutcome, WatchSettings, WatchSnapshot, WatchStatus, Watcher,
+    DEFAULT_QUIET_MS,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {

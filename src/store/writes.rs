@@ -198,6 +198,19 @@ impl Store {
         self.apply_to_index(&removed, Vec::new())?;
         Ok(deleted)
     }
+    /// Deletes a digest and all its stories (their windows, terms and index entries),
+    /// re-running the cluster assignment after them. Returns how many stories went.
+    pub fn remove_digest(
+        &self,
+        digest_id: &str,
+        clustering: &crate::cluster::Params,
+    ) -> Result<usize, StoreError> {
+        let removed = self.retain_stories(digest_id, &HashSet::new(), clustering)?;
+        // The digest row is not in the index: no new generation.
+        self.conn()
+            .execute("DELETE FROM digests WHERE id = ?1", [digest_id])?;
+        Ok(removed)
+    }
 }
 
 /// The stored kind of a digest (its row is written before its stories).

@@ -451,9 +451,13 @@ pub(crate) async fn metrics(
         0
     };
     let encoder = state.service().map(|s| s.encoder().device_info());
-    let text = state
-        .metrics()
-        .render(state.queue_depth(), stories, encoder.as_ref());
+    let watch = state.watch_status().map(|w| w.snapshot());
+    let text = state.metrics().render(
+        state.queue_depth(),
+        stories,
+        encoder.as_ref(),
+        watch.as_ref(),
+    );
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -15,7 +15,7 @@ use time::{Date, Duration};
 
 use super::views::{
     CheckPage, CheckedDraft, CheckedRow, ClusterRow, DigestPage, DigestRow, DigestsPage,
-    DuplicatesPage, HitRow, PublishedPage, SearchPage, StoryPage, StoryRow,
+    DuplicatesPage, HitRow, PublishedPage, SearchPage, StoryPage, StoryRow, WatchView,
 };
 use super::{render, same_origin, sentence, write_allowed, PageError};
 use crate::corpus::ParsedFile;
@@ -446,6 +446,7 @@ pub(crate) async fn digests(State(state): State<AppState>) -> Result<Response, P
         title: "简报 Digests".to_owned(),
         nav: "digests",
         digests: digests.into_iter().map(DigestRow::new).collect(),
+        watch: state.watch_status().map(|w| WatchView::new(w.snapshot())),
     };
     Ok(render(StatusCode::OK, &page))
 }

@@ -392,6 +392,34 @@ pub(crate) struct DigestsPage {
     pub(crate) title: String,
     pub(crate) nav: &'static str,
     pub(crate) digests: Vec<DigestRow>,
+    pub(crate) watch: Option<WatchView>,
+}
+
+/// The watched folder, on the Digests view: where, when it was last scanned, what fails.
+pub(crate) struct WatchView {
+    pub(crate) folder: String,
+    pub(crate) last_scan: String,
+    pub(crate) removes: bool,
+    pub(crate) failing: Vec<(String, String)>,
+}
+
+impl WatchView {
+    pub(crate) fn new(w: crate::service::WatchSnapshot) -> Self {
+        Self {
+            folder: w.folder.display().to_string(),
+            last_scan: w.last_scan.map_or_else(
+                || "扫描中 scanning".to_owned(),
+                |t| {
+                    t.format(format_description!(
+                        "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+                    ))
+                    .unwrap_or_else(|_| t.to_string())
+                },
+            ),
+            removes: w.removes,
+            failing: w.failing.into_iter().map(|f| (f.source, f.error)).collect(),
+        }
+    }
 }
 
 #[derive(Template)]
