@@ -22,4 +22,5 @@ mod layers;
 mod real_duplicates;
 mod real_model;
 mod two_writers;
+mod watch;
 mod web_pages;
