@@ -384,6 +384,16 @@ mod tests {
     }
 
     #[test]
+    fn only_digest_files_are_ingested_from_a_folder_not_dotfiles_or_editor_temporaries() {
+        for name in ["a.md", "sub/b.txt", "c.markdown"] {
+            assert!(is_ingestable(Path::new(name)), "{name}");
+        }
+        for name in [".#a.md", ".a.md.swp", ".hidden.md", "a.md~", "a.md.tmp", "a.json", "a"] {
+            assert!(!is_ingestable(Path::new(name)), "{name}");
+        }
+    }
+
+    #[test]
     fn a_checked_ingest_embeds_each_story_once_and_never_covers_itself() {
         let dir = tempfile::tempdir().unwrap();
         let encoder = Arc::new(FakeEncoder::default());
