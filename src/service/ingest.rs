@@ -388,7 +388,15 @@ mod tests {
         for name in ["a.md", "sub/b.txt", "c.markdown"] {
             assert!(is_ingestable(Path::new(name)), "{name}");
         }
-        for name in [".#a.md", ".a.md.swp", ".hidden.md", "a.md~", "a.md.tmp", "a.json", "a"] {
+        for name in [
+            ".#a.md",
+            ".a.md.swp",
+            ".hidden.md",
+            "a.md~",
+            "a.md.tmp",
+            "a.json",
+            "a",
+        ] {
             assert!(!is_ingestable(Path::new(name)), "{name}");
         }
     }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use notify::event::{EventKind, ModifyKind, RenameMode};
 use notify::{RecursiveMode, Watcher as _};
@@ -238,6 +238,7 @@ impl Watcher {
             status: Arc::clone(&status),
             apply,
             pending: HashMap::new(),
+            seen: HashMap::new(),
         };
         let thread = {
             let stop = Arc::clone(&stop);
@@ -296,6 +297,9 @@ struct Run {
     apply: Apply,
     /// Paths waiting for their quiet time to pass.
     pending: HashMap<PathBuf, (Instant, Change)>,
+    /// Each file's modification time and length when it was last ingested: one rename
+    /// arrives as several events, and a file they all name is read once.
+    seen: HashMap<PathBuf, (Option<SystemTime>, u64)>,
 }
 
 impl Run {
@@ -450,6 +454,7 @@ impl Run {
     }
 
     fn deleted(&mut self, path: PathBuf) {
+        self.seen.remove(&path);
         if !self.removes {
             tracing::info!(file = %path.display(), "deleted from the watched folder; its stories are kept");
             self.status.counts().removed += 1;
@@ -473,6 +478,19 @@ impl Run {
     }
 
     fn ingest(&mut self, files: Vec<PathBuf>) {
+        let stamps: Vec<(PathBuf, (Option<SystemTime>, u64))> = files
+            .into_iter()
+            .filter_map(|f| {
+                let meta = std::fs::metadata(&f).ok()?;
+                Some((f, (meta.modified().ok(), meta.len())))
+            })
+            .filter(|(f, stamp)| self.seen.get(f) != Some(stamp))
+            .collect();
+        if stamps.is_empty() {
+            return;
+        }
+        let files: Vec<PathBuf> = stamps.iter().map(|(f, _)| f.clone()).collect();
+        self.seen.extend(stamps);
         let op = WatchOp::Ingest(files.clone());
         let (failed, report) = match (self.apply)(&op) {
             Ok(WatchOutcome::Ingested(report)) => {
