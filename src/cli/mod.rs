@@ -162,6 +162,11 @@ pub struct Common {
     pub data: PathBuf,
     #[command(flatten)]
     pub model: ModelArgs,
+    /// Folder of the language data (OpenCC's Traditional/Simplified tables and
+    /// CC-CEDICT), fetched by scripts/fetch-lexicon. Required: without it storydex
+    /// refuses to start and says how to fetch it.
+    #[arg(long, env = "STORYDEX_LEXICON_DIR", default_value = "models/lexicon")]
+    pub lexicon_dir: PathBuf,
 }
 
 impl Common {
@@ -186,6 +191,15 @@ impl Common {
     /// Loads the model and opens the store built with it, made ready by
     /// [`crate::service::prepare_store`]: how every store command, and the server, start.
     pub fn load(&self, open: OpenStore) -> anyhow::Result<(Store, CandleEncoder, Tuning)> {
+        // Before the store: it rebuilds its lexical index when the language data changed.
+        let started = Instant::now();
+        let lexicon = crate::lexical::Lexicon::load(&self.lexicon_dir)?;
+        tracing::info!(
+            dir = %self.lexicon_dir.display(),
+            ms = started.elapsed().as_millis() as u64,
+            "language data loaded"
+        );
+        crate::lexical::use_lexicon(Some(Arc::new(lexicon)));
         let encoder = self.model.load_encoder()?;
         let tuning = Tuning::from_spec(encoder.spec());
         let store = open(&self.data, encoder.model_id(), encoder.dimension())

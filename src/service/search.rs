@@ -213,9 +213,7 @@ impl Service {
                 self.hydrate(hits, Some(query.as_str()), None)
             }
             SearchMode::Lexical => {
-                let found = self
-                    .store
-                    .search_lexical(query.as_str(), k.get(), range, None)?;
+                let found = self.lexical_ranking(query.as_str(), k.get(), range)?;
                 let hits = found
                     .into_iter()
                     .map(|(id, bm25)| (id, bm25, None, Some(bm25)))
@@ -244,9 +242,7 @@ impl Service {
         }
         let want = r.candidates.max(k.get());
         let (by_vector, levels) = self.ranked_by_vector(vector, want, range)?;
-        let by_terms = self
-            .store
-            .search_lexical(query.as_str(), want, range, None)?;
+        let by_terms = self.lexical_ranking(query.as_str(), want, range)?;
         struct Fused {
             score: f32,
             window: Option<WindowHit>,
@@ -325,6 +321,33 @@ impl Service {
             .map(|(id, f)| (id, f.score / best, f.window, f.bm25))
             .collect();
         self.hydrate(hits, Some(query.as_str()), Some(vector))
+    }
+
+    /// The lexical ranking of a query: the BM25 of its own terms plus, weighted by
+    /// [`Ranking::translation_weight`], the BM25 of its translations (FTS5 weighs every
+    /// term of one expression alike, so the translations are a second expression).
+    pub(crate) fn lexical_ranking(
+        &self,
+        query: &str,
+        count: usize,
+        range: DateRange,
+    ) -> Result<Vec<(String, f32)>, ServiceError> {
+        let own = self.store.search_lexical(query, count, range, None)?;
+        let weight = self.ranking.translation_weight;
+        let expansion = match crate::lexical::expansion_expression(query) {
+            Some(expression) if weight > 0.0 => {
+                self.store.search_match(&expression, count, range, None)?
+            }
+            _ => return Ok(own),
+        };
+        let mut scores: HashMap<String, f32> = own.into_iter().collect();
+        for (id, bm25) in expansion {
+            *scores.entry(id).or_default() += weight * bm25;
+        }
+        let mut ranked: Vec<(String, f32)> = scores.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        ranked.truncate(count);
+        Ok(ranked)
     }
 
     /// A story's best penalised window cosine against `vector`, less its kind's level
