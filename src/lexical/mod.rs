@@ -590,6 +590,32 @@ pub fn match_expression(query: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    fn terms_with(lexicon: &Lexicon, text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        analyze_with(Some(lexicon), text, &mut |t, _| out.push(t.to_owned()));
+        out
+    }
+
+    #[test]
+    fn traditional_and_simplified_text_share_their_terms() {
+        let lexicon = lexicon::sample();
+        let traditional = terms_with(&lexicon, "三哩島的機器人");
+        for term in ["三哩", "岛的", "机器", "器人"] {
+            assert!(
+                traditional.contains(&term.to_owned()),
+                "{term}: {traditional:?}"
+            );
+        }
+        // 哩 is also read as 里, so the Simplified name 三里岛 finds it.
+        for term in terms_with(&lexicon, "三里岛") {
+            assert!(traditional.contains(&term), "{term}: {traditional:?}");
+        }
+        // A Taiwan word also stands for the mainland one.
+        assert!(terms_with(&lexicon, "軟體").contains(&"软件".to_owned()));
+        // Positions stay: one folded character per character.
+        assert_eq!(fold_with(&lexicon, "Ａ三哩島").len(), 4);
+    }
+
     #[test]
     fn chinese_becomes_overlapping_bigrams() {
         assert_eq!(query_terms("人形机器人"), ["人形", "形机", "机器", "器人"]);

@@ -29,6 +29,22 @@ pub struct Translation {
     pub weight: f32,
 }
 
+impl Translation {
+    /// The renderings as text (a Chinese one rebuilt from its bigrams), for finding
+    /// them in a snippet.
+    pub fn form_texts(&self) -> Vec<String> {
+        self.forms
+            .iter()
+            .filter_map(|terms| {
+                let (first, rest) = terms.split_first()?;
+                let mut text = first.clone();
+                text.extend(rest.iter().filter_map(|t| t.chars().last()));
+                Some(text)
+            })
+            .collect()
+    }
+}
+
 /// The translated words of `text` with the language data in use (none without it).
 pub fn translations(text: &str) -> Vec<Translation> {
     lexicon().map_or_else(Vec::new, |l| translations_with(&l, text))

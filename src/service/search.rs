@@ -584,15 +584,22 @@ pub(crate) fn snippet(text: &str, start: usize, end: usize, query: Option<&str>)
 /// The character offset to start a snippet at so it shows the most distinct query
 /// terms, moved back to the start of its sentence when that is near.
 fn densest_start(chars: &[char], query: &str) -> usize {
-    let lower: Vec<char> = chars.iter().flat_map(|c| c.to_lowercase()).collect();
+    // Lower case and Simplified, one character for one: offsets stay those of `chars`.
+    let lower: Vec<char> = crate::lexical::fold_text(&chars.iter().collect::<String>());
     if lower.len() != chars.len() || chars.len() <= SNIPPET_CHARS {
         return 0;
     }
-    // The query's terms, and the Chinese forms of the names it asks for in English.
+    // The query's terms, the Chinese forms of the names it asks for in English and the
+    // Chinese renderings of its English words.
     let terms: Vec<Vec<char>> = crate::lexical::query_terms(query)
         .into_iter()
         .chain(crate::lexical::chinese_forms(query))
-        .map(|t| t.chars().collect())
+        .chain(
+            crate::lexical::translations(query)
+                .into_iter()
+                .flat_map(|t| t.form_texts()),
+        )
+        .map(|t| crate::lexical::fold_text(&t))
         .collect();
     // (position, term) of every occurrence.
     let mut hits: Vec<(usize, usize)> = Vec::new();
