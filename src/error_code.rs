@@ -59,12 +59,24 @@ error_codes! {
     InvalidQueryString = "invalid_query_string", 400;
     /// A path parameter does not parse.
     InvalidPath = "invalid_path", 400;
+    /// `input` of `POST /v1/embeddings` is not a non-empty string or array of strings.
+    InvalidInput = "invalid_input", 400;
+    /// More texts in one `POST /v1/embeddings` than the limit.
+    TooManyInputs = "too_many_inputs", 400;
+    /// `dimensions` other than the model's.
+    InvalidDimensions = "invalid_dimensions", 400;
+    /// `encoding_format` other than `float` or `base64`.
+    InvalidEncodingFormat = "invalid_encoding_format", 400;
+    /// `input_type` other than `query` or `passage`.
+    InvalidInputType = "invalid_input_type", 400;
     /// A write without the right bearer key.
     Unauthorized = "unauthorized", 401;
     /// A write this server does not take (no key on a public address, another site).
     Forbidden = "forbidden", 403;
     /// No story or digest with that id.
     NotFound = "not_found", 404;
+    /// `model` names a model this server does not hold.
+    ModelNotFound = "model_not_found", 404;
     /// No such route.
     RouteNotFound = "route_not_found", 404;
     /// The route exists, not with this method.

@@ -23,6 +23,19 @@ pub enum ModelCommand {
         #[command(flatten)]
         model: ModelArgs,
     },
+    /// Embed texts and print one JSON line per text: `{"text", "tokens", "vector"}`. A
+    /// passage longer than one window gets the normalised mean of its windows (as
+    /// `POST /v1/embeddings` gives it); a query is cut at the model's token limit.
+    Embed {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Embed as search queries (`query: ` prefix) instead of passages.
+        #[arg(long)]
+        query: bool,
+        /// The texts; one per argument.
+        #[arg(required = true)]
+        texts: Vec<String>,
+    },
     /// Check the portable (candle-transformers) path on a device against the CPU, and
     /// time it, with a BERT of the real model's shape and seeded random weights built in
     /// memory (no model files needed). Prints JSON.
@@ -90,6 +103,38 @@ pub(super) fn run(command: ModelCommand) -> anyhow::Result<()> {
                     }
                 }
                 Err(e) => println!("files       not available: {e}"),
+            }
+            Ok(())
+        }
+        ModelCommand::Embed {
+            model,
+            query,
+            texts,
+        } => {
+            let encoder = model.load_encoder()?;
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let embedded: Vec<(Vec<f32>, usize)> = if query {
+                refs.iter()
+                    .map(|t| Ok((encoder.embed_query(t)?, encoder.count_tokens(t)?)))
+                    .collect::<Result<_, crate::embed::EmbedError>>()?
+            } else {
+                encoder
+                    .embed_passages(&refs)?
+                    .into_iter()
+                    .map(|windows| {
+                        let tokens = windows.iter().map(|w| w.tokens).sum();
+                        let vector = crate::vector::mean_unit_vector(
+                            windows.iter().map(|w| w.vector.as_slice()),
+                        );
+                        (vector, tokens)
+                    })
+                    .collect()
+            };
+            for (text, (vector, tokens)) in texts.iter().zip(embedded) {
+                println!(
+                    "{}",
+                    serde_json::json!({"text": text, "tokens": tokens, "vector": vector})
+                );
             }
             Ok(())
         }

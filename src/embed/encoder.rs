@@ -524,7 +524,8 @@ impl Encoder for CandleEncoder {
     }
 
     fn count_tokens(&self, text: &str) -> Result<usize, EmbedError> {
-        Ok(self.tokenize(Role::Query, text)?.ids.len() + 2)
+        // What the model reads: the query cut to its window, prefix and specials included.
+        Ok(self.query_ids(text)?.len())
     }
 
     fn passage_layout(&self) -> String {

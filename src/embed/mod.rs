@@ -111,7 +111,8 @@ pub trait Encoder: Send + Sync {
     }
     /// Each passage becomes one or more overlapping windows that together cover all of it.
     fn embed_passages(&self, texts: &[&str]) -> Result<Vec<Vec<Window>>, EmbedError>;
-    /// Tokens the model would see for a query (for reporting throughput).
+    /// Tokens the model reads for a query: cut to the model's limit, prefix, `<s>` and
+    /// `</s>` included.
     fn count_tokens(&self, text: &str) -> Result<usize, EmbedError>;
     /// How passages are cut into windows (and prefixed): part of each stored story's
     /// content hash, so a change of layout re-embeds on the next ingest.

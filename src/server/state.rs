@@ -22,7 +22,7 @@ use super::queue::{EmbedWorker, QueuedEncoder};
 use super::{RequestError, ServeSettings};
 use crate::corpus::ParsedFile;
 use crate::domain::{DateRange, QueryText, TopK};
-use crate::embed::{EmbedError, Encoder};
+use crate::embed::{EmbedError, Encoder, Role};
 use crate::service::{CheckedItem, DraftCheck, SearchMode, Service, ServiceError, StoryHit};
 use crate::store::Store;
 
@@ -207,6 +207,58 @@ impl AppState {
             draft.add_embedded(embedded);
         }
         self.read(move |service| service.finish_check(draft)).await
+    }
+
+    /// Vectors for texts from outside (the OpenAI-compatible endpoint), with the tokens
+    /// the model read for each. Queries go on the query lane, embedded together with the
+    /// queries waiting beside them; passages go on the passage lane in one job, and a
+    /// passage longer than one window gets the normalised mean of its windows, the
+    /// vector storydex keeps for a story.
+    pub(crate) async fn embed_texts(
+        &self,
+        texts: Vec<String>,
+        role: Role,
+    ) -> Result<Vec<(Vec<f32>, usize)>, RequestError> {
+        match role {
+            Role::Query => {
+                let worker = self.engine()?.worker.clone();
+                let service = Arc::clone(&self.engine()?.service);
+                let mut jobs = tokio::task::JoinSet::new();
+                for (i, text) in texts.into_iter().enumerate() {
+                    let (worker, service) = (worker.clone(), Arc::clone(&service));
+                    jobs.spawn(async move {
+                        let tokens = service.encoder().count_tokens(&text);
+                        let vector = worker.embed_query(text).await;
+                        (i, vector, tokens)
+                    });
+                }
+                let mut out = Vec::with_capacity(jobs.len());
+                while let Some(done) = jobs.join_next().await {
+                    let (i, vector, tokens) = done.map_err(RequestError::internal)?;
+                    let tokens = tokens.map_err(RequestError::internal)?;
+                    out.push((i, vector??, tokens));
+                }
+                out.sort_by_key(|(i, _, _)| *i);
+                Ok(out.into_iter().map(|(_, v, t)| (v, t)).collect())
+            }
+            Role::Passage => {
+                self.embed_passages(move |encoder| {
+                    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+                    Ok(encoder
+                        .embed_passages(&texts)?
+                        .into_iter()
+                        .map(|windows| {
+                            let tokens = windows.iter().map(|w| w.tokens).sum();
+                            let vector = crate::vector::mean_unit_vector(
+                                windows.iter().map(|w| w.vector.as_slice()),
+                            );
+                            (vector, tokens)
+                        })
+                        .collect())
+                })
+                .await
+            }
+        }
     }
 
     /// Runs service code that only reads the store on a blocking thread.

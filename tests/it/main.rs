@@ -14,6 +14,7 @@ mod http_api;
 mod http_auth;
 mod http_duplicates;
 mod http_errors;
+mod http_openai;
 mod http_queue;
 mod http_real;
 mod ingest;

@@ -25,6 +25,22 @@ pub struct ErrorDetail {
     pub code: String,
     /// For people: what went wrong and how to fix it.
     pub message: String,
+    /// The class of error as OpenAI's API names it (`invalid_request_error`,
+    /// `authentication_error`, `permission_error`, `not_found_error`, `server_error`),
+    /// so OpenAI clients read storydex's errors as they read OpenAI's.
+    #[serde(rename = "type", default)]
+    pub kind: String,
+}
+
+/// OpenAI's error type for a status.
+pub(crate) fn openai_type(status: u16) -> &'static str {
+    match status {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        400..=499 => "invalid_request_error",
+        _ => "server_error",
+    }
 }
 
 impl IntoResponse for RequestError {
@@ -40,6 +56,7 @@ impl IntoResponse for RequestError {
             error: ErrorDetail {
                 code: self.code().as_str().to_owned(),
                 message,
+                kind: openai_type(status.as_u16()).to_owned(),
             },
         };
         let mut response = (status, Json(body)).into_response();

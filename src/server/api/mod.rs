@@ -10,6 +10,7 @@ mod auth;
 mod error;
 mod extract;
 mod handlers;
+mod openai;
 mod openapi;
 
 use axum::routing::{get, post};
@@ -43,4 +44,6 @@ pub(crate) fn routes() -> Router<AppState> {
             get(handlers::digests).post(handlers::create_digest),
         )
         .route("/v1/digests/{id}", get(handlers::digest))
+        .route("/v1/embeddings", post(openai::embeddings))
+        .route("/v1/models", get(openai::models))
 }

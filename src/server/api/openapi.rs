@@ -7,7 +7,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::handlers;
+use super::{handlers, openai};
 
 /// The API description; `ApiDoc::openapi()` builds it.
 #[derive(OpenApi)]
@@ -31,6 +31,8 @@ use super::handlers;
         handlers::health,
         handlers::metrics,
         handlers::openapi,
+        openai::embeddings,
+        openai::models,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -39,6 +41,7 @@ use super::handlers;
         (name = "digests", description = "Digests: list, read, ingest"),
         (name = "duplicates", description = "Duplicate coverage: same-event clusters, drafts checked against the archive"),
         (name = "meta", description = "Health, metrics, this document"),
+        (name = "openai", description = "OpenAI-compatible embeddings, for tools that speak OpenAI's API"),
     )
 )]
 pub struct ApiDoc;
