@@ -451,8 +451,9 @@ mod tests {
         let model = lex.chinese_of("model").unwrap();
         assert_eq!(model.senses, 3);
         assert_eq!(
-            model.forms[0], "模型",
-            "a first sense with fewer senses first"
+            model.forms[..2],
+            ["原型".to_owned(), "模型".to_owned()],
+            "first senses first, fewer senses before more"
         );
         assert!(model.weight() < robot.weight());
         assert_eq!(
