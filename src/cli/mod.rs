@@ -6,6 +6,7 @@
 //! contain search or ingest logic (that is `service`), or run the server (that is
 //! [`crate::server::run`]).
 
+mod backup;
 mod check;
 mod duplicates;
 mod eval;
@@ -24,6 +25,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+pub use backup::BackupArgs;
 pub use check::CheckArgs;
 pub use duplicates::DuplicatesArgs;
 pub use eval::EvalArgs;
@@ -71,6 +73,10 @@ pub enum Command {
     /// `fresh3`. Ingests the corpus into --data first
     /// (a re-run skips unchanged stories).
     Eval(EvalArgs),
+    /// Copy a store into a new folder, consistent as of one commit, also while `serve`
+    /// or an ingest writes it (SQLite's online backup; the vector index comes along when
+    /// it matches that commit, else it is rebuilt on first open).
+    Backup(BackupArgs),
     /// Inspect or obtain the embedding model.
     Model {
         #[command(subcommand)]
@@ -88,6 +94,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check(args) => check::run(args),
         Command::Recluster(args) => recluster::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Backup(args) => backup::run(args),
         Command::Model { command } => model::run(command),
     }
 }
