@@ -395,6 +395,9 @@ pub struct CoverageView {
     /// Pair score: cosine, raised for the same link, lowered for a long time gap; across
     /// languages also the shared names and the margin over other events.
     pub score: f32,
+    /// The calibrated probability (0..1) that the two report the same event, fitted on
+    /// the labelled tuning sets (docs/quality.md).
+    pub confidence: f32,
     /// Why it counts as the same event (for a `nearest` story: how far it fell short).
     pub reason: MatchReasonView,
 }
@@ -421,6 +424,10 @@ pub struct MatchReasonView {
     /// digits or capitals, `Gemini`, `GPT-5`, `2026`): the share of those names the stored
     /// story has. It adds to `score` (centred on one half). Null otherwise.
     pub headline_names: Option<f32>,
+    /// Across languages: the share of the checked text's dictionary-translated words
+    /// (CC-CEDICT; weighted by rarity and one over their senses) that the stored story
+    /// holds in its own language; it adds to `score`. Null otherwise.
+    pub translated_overlap: Option<f32>,
     /// Across languages: how far the stored story's score stands above the best
     /// candidate of another event (another duplicate cluster) in its language, within
     /// ±0.1; the model's `cross_language_margin_weight` of it (0.5 for e5-small) adds to
@@ -441,6 +448,7 @@ impl From<Coverage> for CoverageView {
             published: rfc3339(c.story.published),
             digest: c.story.digest_id,
             score: c.score,
+            confidence: c.confidence,
             reason: MatchReasonView {
                 cosine: c.reason.cosine,
                 same_link: c.reason.same_link,
@@ -449,6 +457,7 @@ impl From<Coverage> for CoverageView {
                 threshold: c.reason.threshold,
                 term_overlap: c.reason.term_overlap,
                 headline_names: c.reason.headline_names,
+                translated_overlap: c.reason.translated_overlap,
                 margin: c.reason.margin,
                 summary,
             },
@@ -469,6 +478,9 @@ pub struct CheckedItemView {
     /// threshold (its `score` is below `reason.threshold`), for an editor to judge a near
     /// miss. Not counted as coverage. Null when there was no candidate at all.
     pub nearest: Option<CoverageView>,
+    /// `covered` (an earlier story reached its threshold), `check` (none did, but the
+    /// nearest is likely the same event: an editor should compare the two) or `new`.
+    pub verdict: String,
 }
 
 impl From<CheckedItem> for CheckedItemView {
@@ -480,6 +492,7 @@ impl From<CheckedItem> for CheckedItemView {
             url: c.story.url,
             previous_coverage: c.previous_coverage.into_iter().map(Into::into).collect(),
             nearest: c.nearest.map(Into::into),
+            verdict: c.verdict.as_str().to_owned(),
         }
     }
 }

@@ -77,6 +77,8 @@ error_codes! {
     NotFound = "not_found", 404;
     /// `model` names a model this server does not hold.
     ModelNotFound = "model_not_found", 404;
+    /// `POST /v1/admin/backup` on a server started without `--backup-dir`.
+    BackupsOff = "backups_off", 409;
     /// No such route.
     RouteNotFound = "route_not_found", 404;
     /// The route exists, not with this method.

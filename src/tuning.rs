@@ -36,6 +36,31 @@ pub struct Thresholds {
     /// post about another event on the same topic matches several stories about as well.
     #[serde(default)]
     pub cross_language_margin_weight: f32,
+    /// Added to a cross-language pair score per unit of translated-term overlap: the
+    /// share of the draft's dictionary-translated words (weighted by rarity and one over
+    /// their senses, [`crate::lexical::translated_overlap`]) that the story holds.
+    #[serde(default)]
+    pub cross_language_translation_weight: f32,
+    /// The calibrated probability that a pair reports the same event is
+    /// `1 / (1 + exp(-(confidence_slope * (score - threshold) + confidence_intercept)))`:
+    /// logistic regression on the tuning splits (`scripts/eval` prints the fit and its
+    /// cross-validated reliability).
+    #[serde(default = "default_confidence_slope")]
+    pub confidence_slope: f32,
+    #[serde(default)]
+    pub confidence_intercept: f32,
+    /// Below its threshold, a story whose confidence reaches this is put in front of
+    /// the editor: verdict `check` rather than `new`.
+    #[serde(default = "default_check_confidence")]
+    pub check_confidence: f32,
+}
+
+fn default_confidence_slope() -> f32 {
+    60.0
+}
+
+fn default_check_confidence() -> f32 {
+    0.25
 }
 
 /// The knobs of the ranking, tuned with `storydex eval` on the tuning half of the
@@ -55,6 +80,10 @@ pub struct Ranking {
     /// ([`crate::lexical::names_something`]): its plain words match Chinese stories only
     /// through the Latin names they keep (`face` in Hugging Face).
     pub plain_english_lexical_share: f32,
+    /// Weight of the BM25 of the query's translations ([`crate::lexical::translations`]:
+    /// an English word's Chinese renderings, a Chinese word's English ones) added to the
+    /// BM25 of its own terms. 0 leaves them out.
+    pub translation_weight: f32,
     /// Stories taken from each ranking before fusing.
     pub candidates: usize,
     /// How the two rankings are fused.
@@ -87,6 +116,7 @@ impl Default for Ranking {
             rrf_k: 60.0,
             lexical_weight: 1.0,
             plain_english_lexical_share: 1.0,
+            translation_weight: 0.5,
             candidates: 50,
             fusion: Fusion::Rrf,
             linear_lexical_weight: 0.1,
@@ -130,6 +160,14 @@ pub struct Tuning {
     /// Across languages (English against Chinese either way): how much the story's margin
     /// over the best candidate of another event adds to the pair score.
     pub cross_language_margin_weight: f32,
+    /// Across languages: how much the translated-term overlap (0..1) adds to the pair
+    /// score.
+    pub cross_language_translation_weight: f32,
+    /// The logistic calibration of (pair score less threshold) to a probability.
+    pub confidence_slope: f32,
+    pub confidence_intercept: f32,
+    /// The confidence from which a story under its threshold is a `check`.
+    pub check_confidence: f32,
     pub ranking: Ranking,
 }
 
@@ -143,8 +181,19 @@ impl Tuning {
             cross_language_term_weight: t.cross_language_term_weight,
             cross_language_name_weight: t.cross_language_name_weight,
             cross_language_margin_weight: t.cross_language_margin_weight,
+            cross_language_translation_weight: t.cross_language_translation_weight,
+            confidence_slope: t.confidence_slope,
+            confidence_intercept: t.confidence_intercept,
+            check_confidence: t.check_confidence,
             ranking,
         }
+    }
+
+    /// The probability that a pair with this score against this threshold reports the
+    /// same event.
+    pub fn confidence(&self, score: f32, threshold: f32) -> f32 {
+        let z = self.confidence_slope * (score - threshold) + self.confidence_intercept;
+        1.0 / (1.0 + (-z).exp())
     }
 
     /// The threshold for a pair of texts in these languages (`zh` or `en`).
@@ -166,6 +215,10 @@ impl From<f32> for Tuning {
             cross_language_term_weight: 0.0,
             cross_language_name_weight: 0.0,
             cross_language_margin_weight: 0.0,
+            cross_language_translation_weight: 0.0,
+            confidence_slope: default_confidence_slope(),
+            confidence_intercept: 0.0,
+            check_confidence: default_check_confidence(),
             ranking: Ranking::default(),
         }
     }

@@ -51,13 +51,24 @@ fn print_check(response: &CheckResponse) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     for item in &response.items {
         if item.previous_coverage.is_empty() {
-            writeln!(out, "{:>2}. new      {}", item.position, item.title)?;
+            let verdict = if item.verdict == "check" {
+                "CHECK   "
+            } else {
+                "new     "
+            };
+            writeln!(out, "{:>2}. {verdict} {}", item.position, item.title)?;
             if let Some(n) = &item.nearest {
+                let label = if item.verdict == "check" {
+                    "compare with"
+                } else {
+                    "nearest, not counted"
+                };
                 writeln!(
                     out,
-                    "      nearest, not counted: {:.3} < {:.3}  {}  {} · {}",
+                    "      {label}: {:.3} < {:.3}, confidence {:.0}%  {}  {} · {}",
                     n.score,
                     n.reason.threshold,
+                    n.confidence * 100.0,
                     short_date(n.published.as_deref()),
                     n.digest,
                     n.title
@@ -69,8 +80,9 @@ fn print_check(response: &CheckResponse) -> anyhow::Result<()> {
         for c in &item.previous_coverage {
             writeln!(
                 out,
-                "      {:.3}  {}  {} · {}",
+                "      {:.3}, confidence {:.0}%  {}  {} · {}",
                 c.score,
+                c.confidence * 100.0,
                 short_date(c.published.as_deref()),
                 c.digest,
                 c.title

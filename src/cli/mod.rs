@@ -6,6 +6,7 @@
 //! contain search or ingest logic (that is `service`), or run the server (that is
 //! [`crate::server::run`]).
 
+mod backup;
 mod check;
 mod duplicates;
 mod eval;
@@ -24,6 +25,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+pub use backup::BackupArgs;
 pub use check::CheckArgs;
 pub use duplicates::DuplicatesArgs;
 pub use eval::EvalArgs;
@@ -71,6 +73,10 @@ pub enum Command {
     /// `fresh3`. Ingests the corpus into --data first
     /// (a re-run skips unchanged stories).
     Eval(EvalArgs),
+    /// Copy a store into a new folder, consistent as of one commit, also while `serve`
+    /// or an ingest writes it (SQLite's online backup; the vector index comes along when
+    /// it matches that commit, else it is rebuilt on first open).
+    Backup(BackupArgs),
     /// Inspect or obtain the embedding model.
     Model {
         #[command(subcommand)]
@@ -88,6 +94,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check(args) => check::run(args),
         Command::Recluster(args) => recluster::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Backup(args) => backup::run(args),
         Command::Model { command } => model::run(command),
     }
 }
@@ -162,6 +169,11 @@ pub struct Common {
     pub data: PathBuf,
     #[command(flatten)]
     pub model: ModelArgs,
+    /// Folder of the language data (OpenCC's Traditional/Simplified tables and
+    /// CC-CEDICT), fetched by scripts/fetch-lexicon. Required: without it storydex
+    /// refuses to start and says how to fetch it.
+    #[arg(long, env = "STORYDEX_LEXICON_DIR", default_value = "models/lexicon")]
+    pub lexicon_dir: PathBuf,
 }
 
 impl Common {
@@ -186,6 +198,15 @@ impl Common {
     /// Loads the model and opens the store built with it, made ready by
     /// [`crate::service::prepare_store`]: how every store command, and the server, start.
     pub fn load(&self, open: OpenStore) -> anyhow::Result<(Store, CandleEncoder, Tuning)> {
+        // Before the store: it rebuilds its lexical index when the language data changed.
+        let started = Instant::now();
+        let lexicon = crate::lexical::Lexicon::load(&self.lexicon_dir)?;
+        tracing::info!(
+            dir = %self.lexicon_dir.display(),
+            ms = started.elapsed().as_millis() as u64,
+            "language data loaded"
+        );
+        crate::lexical::use_lexicon(Some(Arc::new(lexicon)));
         let encoder = self.model.load_encoder()?;
         let tuning = Tuning::from_spec(encoder.spec());
         let store = open(&self.data, encoder.model_id(), encoder.dimension())

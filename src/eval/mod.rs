@@ -21,7 +21,7 @@ mod dump;
 pub use dump::{candidate_signals, search_signals, CandidateSignals};
 
 /// Which half of a labelled set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Split {
     Tune,
@@ -36,16 +36,25 @@ pub enum Split {
     /// short keyword queries), measured once after the last ranking change; two later
     /// fixes (acronym plurals, authors) came from reading its misses. Held out.
     Fresh3,
+    /// Two blind sets written from `data/sample/` alone by someone who never ran
+    /// storydex (`data/eval/blind/`): keyword queries and primary-source posts...
+    Blind4,
+    /// ...and paraphrases with few shared words, Traditional-only facts asked in
+    /// Simplified, figures written another way. Measured once, after the language data
+    /// and the calibrated check were frozen: held out.
+    Blind5,
 }
 
 impl Split {
     /// Every split, in the order the report prints them.
-    pub const ALL: [Split; 5] = [
+    pub const ALL: [Split; 7] = [
         Split::Tune,
         Split::Heldout,
         Split::Fresh,
         Split::Fresh2,
         Split::Fresh3,
+        Split::Blind4,
+        Split::Blind5,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +64,8 @@ impl Split {
             Split::Fresh => "fresh",
             Split::Fresh2 => "fresh2",
             Split::Fresh3 => "fresh3",
+            Split::Blind4 => "blind4",
+            Split::Blind5 => "blind5",
         }
     }
 }
@@ -248,6 +259,11 @@ pub struct CheckScore {
     pub different: usize,
     /// Different-event posts that were reported as covered.
     pub false_alarms: usize,
+    /// Covered posts without coverage found whose verdict is `check` (put in front of
+    /// the editor).
+    pub check_covered: usize,
+    /// Different-event posts whose verdict is `check`.
+    pub check_different: usize,
     /// Lines describing each miss and false alarm.
     pub misses: Vec<String>,
 }
@@ -285,6 +301,9 @@ pub fn score_check(
             .first()
             .map(|c| c.previous_coverage.clone())
             .unwrap_or_default();
+        let to_check = checked
+            .first()
+            .is_some_and(|c| c.verdict == crate::service::Verdict::Check);
         let listed: Vec<String> = coverage
             .iter()
             .map(|c| format!("{} {:.3} ({})", c.story.id, c.score, c.reason.describe()))
@@ -297,6 +316,7 @@ pub fn score_check(
                 .is_some_and(|c| truth.contains(c.story.id.as_str()));
             let any_ok = coverage.iter().any(|c| truth.contains(c.story.id.as_str()));
             score.found_first += usize::from(first_ok);
+            score.check_covered += usize::from(to_check);
             score.found_any += usize::from(any_ok);
             if !first_ok {
                 score.misses.push(format!(
@@ -310,6 +330,7 @@ pub fn score_check(
             }
         } else {
             score.different += 1;
+            score.check_different += usize::from(to_check);
             if !coverage.is_empty() {
                 score.false_alarms += 1;
                 score.misses.push(format!(
@@ -577,11 +598,100 @@ pub fn report(
     sweep: bool,
     verbose: bool,
 ) -> Result<String, EvalError> {
-    let queries = load_queries(&sets.join("search.toml"))?;
-    let posts = load_posts(&sets.join("check_en.toml"))?;
+    let mut queries = load_queries(&sets.join("search.toml"))?;
+    let mut posts = load_posts(&sets.join("check_en.toml"))?;
+    for blind in ["blind4", "blind5"] {
+        let dir = sets.join("blind");
+        queries.extend(load_queries(&dir.join(format!("search_{blind}.toml")))?);
+        posts.extend(load_posts(&dir.join(format!("check_{blind}.toml")))?);
+    }
     let repeats = load_repeats(&sets.join("repeats_zh.toml"))?;
-    let current = service.ranking();
     let mut vectors = HashMap::new();
+    // The whole report with the language data (folding and translation) and without,
+    // in one run: the lexical index is rebuilt for each.
+    let lexicon = crate::lexical::lexicon();
+    let mut summary: Vec<(Split, &str, SearchScore, CheckScore)> = Vec::new();
+    let mut sections = String::new();
+    for (label, data) in [("on", lexicon.clone()), ("off", None)] {
+        if label == "off" && lexicon.is_none() {
+            continue;
+        }
+        crate::lexical::use_lexicon(data);
+        service.refresh_lexical_index()?;
+        let _ = writeln!(
+            sections,
+            "==== language data (Traditional/Simplified folding, CC-CEDICT translation) {label}\n"
+        );
+        let (text, rows) = report_section(
+            service,
+            &queries,
+            &posts,
+            &repeats,
+            sweep && label == "on",
+            verbose,
+            &mut vectors,
+        )?;
+        sections.push_str(&text);
+        summary.extend(rows.into_iter().map(|(split, s, c)| (split, label, s, c)));
+        if label == "on" {
+            sections.push_str(&calibration_report(service, &posts)?);
+        }
+    }
+    crate::lexical::use_lexicon(lexicon);
+    service.refresh_lexical_index()?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "summary: hybrid search and the English-post check per split, language data on / off"
+    );
+    let _ = writeln!(
+        out,
+        "  split     data  queries  MRR@10  hit@1  hit@10  | posts  found first  false alarms  check verdicts (covered / different)"
+    );
+    for split in Split::ALL {
+        for (s, label, search, check) in summary.iter().filter(|r| r.0 == split) {
+            let _ = writeln!(
+                out,
+                "  {:<9} {:<4}  {:>7}  {:.3}   {:>2}/{:<2}  {:>2}/{:<2}  | {:>5}  {:>5}/{:<5}  {:>5}/{:<6}  {}/{}",
+                s.name(),
+                label,
+                search.queries,
+                search.mrr10,
+                search.hit1,
+                search.queries,
+                search.hit10,
+                search.queries,
+                check.covered + check.different,
+                check.found_first,
+                check.covered,
+                check.false_alarms,
+                check.different,
+                check.check_covered,
+                check.check_different,
+            );
+        }
+    }
+    out.push('\n');
+    out.push_str(&sections);
+    Ok(out)
+}
+
+/// One language-data condition of [`report`]: search per split and mode, the check per
+/// split, the score distributions and, with `sweep`, the ranking variants; with the
+/// hybrid search and check scores per split for the summary.
+#[allow(clippy::type_complexity)]
+fn report_section(
+    service: &Service,
+    queries: &[Query],
+    posts: &[Post],
+    repeats: &[(String, String)],
+    sweep: bool,
+    verbose: bool,
+    vectors: &mut HashMap<String, Vec<f32>>,
+) -> Result<(String, Vec<(Split, SearchScore, CheckScore)>), EvalError> {
+    let current = service.ranking();
+    let mut hybrid: HashMap<Split, SearchScore> = HashMap::new();
+    let mut checks: Vec<(Split, SearchScore, CheckScore)> = Vec::new();
     let mut out = String::new();
     let header = "  ranking                               queries  MRR@10  hit@1   hit@10  nDCG@10";
     for split in Split::ALL {
@@ -624,8 +734,11 @@ pub fn report(
         ];
         for (name, ranking, mode) in rows {
             let tuned = with_ranking(service, ranking);
-            let s = score_search(&tuned, &queries, Some(split), mode, &mut vectors)?;
+            let s = score_search(&tuned, queries, Some(split), mode, vectors)?;
             let _ = writeln!(out, "{}", search_row(name, &s));
+            if name == "hybrid (default)" {
+                hybrid.insert(split, s.clone());
+            }
             if mode == SearchMode::Hybrid {
                 let kinds: Vec<String> = s
                     .by_kind
@@ -646,7 +759,7 @@ pub fn report(
         if !posts.iter().any(|p| p.split == split) {
             continue;
         }
-        let c = score_check(service, &posts, Some(split))?;
+        let c = score_check(service, posts, Some(split))?;
         let _ = writeln!(
             out,
             "check, English posts against the Chinese archive, {} split\n  covered events found first {}/{} (any rank {}), false alarms {}/{}, recall {:.3}, precision {:.3}",
@@ -659,9 +772,18 @@ pub fn report(
             c.recall(),
             c.precision()
         );
+        let _ = writeln!(
+            out,
+            "  verdict check (editor compares): {} of the covered posts without coverage found, {} of the different ones",
+            c.check_covered, c.check_different
+        );
         for m in &c.misses {
             let _ = writeln!(out, "    {m}");
         }
+        checks.push((split, hybrid.remove(&split).unwrap_or_default(), c));
+    }
+    for (split, s) in hybrid {
+        checks.push((split, s, CheckScore::default()));
     }
     let pairs: Vec<(&str, &str)> = repeats
         .iter()
@@ -670,7 +792,7 @@ pub fn report(
     let _ = writeln!(out, "\npair scores by language pair (tune split)");
     out.push_str(&score_distributions(
         service,
-        &posts,
+        posts,
         Some(Split::Tune),
         &pairs,
     )?);
@@ -680,7 +802,7 @@ pub fn report(
                 continue;
             }
             let _ = writeln!(out, "pair scores by language pair ({} split)", split.name());
-            out.push_str(&score_distributions(service, &posts, Some(split), &pairs)?);
+            out.push_str(&score_distributions(service, posts, Some(split), &pairs)?);
         }
     }
     if sweep {
@@ -699,15 +821,15 @@ pub fn report(
         let _ = writeln!(out, "{header}");
         for (name, ranking) in sweep_variants(current) {
             let tuned = with_ranking(service, ranking);
-            let s = score_search(&tuned, &tuning, None, SearchMode::Hybrid, &mut vectors)?;
+            let s = score_search(&tuned, &tuning, None, SearchMode::Hybrid, vectors)?;
             let _ = writeln!(out, "{}", search_row(&name, &s));
             if name.starts_with("deep") {
-                let s = score_search(&tuned, &tuning, None, SearchMode::Vector, &mut vectors)?;
+                let s = score_search(&tuned, &tuning, None, SearchMode::Vector, vectors)?;
                 let _ = writeln!(out, "{}", search_row(&format!("  vector {name}"), &s));
             }
         }
     }
-    Ok(out)
+    Ok((out, checks))
 }
 
 fn search_row(name: &str, s: &SearchScore) -> String {
@@ -720,4 +842,140 @@ fn search_row(name: &str, s: &SearchScore) -> String {
 /// A view of `service` ranking with other knobs (same store, same encoder).
 fn with_ranking(service: &Service, ranking: Ranking) -> Service {
     service.clone_with_ranking(ranking)
+}
+
+/// The check's confidence against the labelled posts of the tuning splits (`tune` and
+/// `fresh`): the logistic fit of "the top candidate reports the post's event" on its
+/// score less threshold (what the manifest's `confidence_slope` and
+/// `confidence_intercept` hold), its five-fold cross-validated reliability, and the
+/// reliability of the confidence in use on every split.
+fn calibration_report(service: &Service, posts: &[Post]) -> Result<String, EvalError> {
+    let mut points: Vec<(Split, f64, bool, f32)> = Vec::new();
+    for p in posts {
+        let checked = service.check_text(&format!("{}.md", p.id), &p.as_digest())?;
+        let Some(item) = checked.first() else {
+            continue;
+        };
+        let Some(top) = item.previous_coverage.first().or(item.nearest.as_ref()) else {
+            continue;
+        };
+        let same = p.covered_by.contains(&top.story.id);
+        points.push((
+            p.split,
+            f64::from(top.score - top.reason.threshold),
+            same,
+            top.confidence,
+        ));
+    }
+    let tuning: Vec<(f64, bool)> = points
+        .iter()
+        .filter(|p| matches!(p.0, Split::Tune | Split::Fresh))
+        .map(|p| (p.1, p.2))
+        .collect();
+    let mut out = String::new();
+    let (slope, intercept) = fit_logistic(&tuning);
+    let _ = writeln!(
+        out,
+        "\nconfidence: logistic fit on the tuning splits' top candidates (n={}): slope {slope:.1}, intercept {intercept:.2} (in use: {:.1}, {:.2})",
+        tuning.len(),
+        service.tuning().confidence_slope,
+        service.tuning().confidence_intercept
+    );
+    // Five folds, every fifth point held out in turn.
+    let mut held: Vec<(f64, bool)> = Vec::new();
+    for fold in 0..5 {
+        let train: Vec<(f64, bool)> = tuning
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 5 != fold)
+            .map(|(_, p)| *p)
+            .collect();
+        let (a, b) = fit_logistic(&train);
+        held.extend(
+            tuning
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 5 == fold)
+                .map(|(_, &(x, y))| (1.0 / (1.0 + (-(a * x + b)).exp()), y)),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  five-fold cross-validated reliability (tuning splits): {}",
+        reliability(&held)
+    );
+    for split in Split::ALL {
+        let inuse: Vec<(f64, bool)> = points
+            .iter()
+            .filter(|p| p.0 == split)
+            .map(|p| (f64::from(p.3), p.2))
+            .collect();
+        if !inuse.is_empty() {
+            let _ = writeln!(
+                out,
+                "  {:<8} confidence in use: {}",
+                split.name(),
+                reliability(&inuse)
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Predicted against observed, in bins of predicted probability.
+fn reliability(points: &[(f64, bool)]) -> String {
+    let bins = [
+        (0.0, 0.1),
+        (0.1, 0.3),
+        (0.3, 0.5),
+        (0.5, 0.7),
+        (0.7, 0.9),
+        (0.9, 1.01),
+    ];
+    let parts: Vec<String> = bins
+        .iter()
+        .filter_map(|&(lo, hi)| {
+            let inside: Vec<&(f64, bool)> =
+                points.iter().filter(|(p, _)| *p >= lo && *p < hi).collect();
+            (!inside.is_empty()).then(|| {
+                let mean = inside.iter().map(|(p, _)| p).sum::<f64>() / inside.len() as f64;
+                let same = inside.iter().filter(|(_, y)| *y).count();
+                format!("{:.2}→{}/{}", mean, same, inside.len())
+            })
+        })
+        .collect();
+    let brier = points
+        .iter()
+        .map(|(p, y)| (p - f64::from(u8::from(*y))).powi(2))
+        .sum::<f64>()
+        / points.len().max(1) as f64;
+    format!("{} (predicted→same/n), Brier {brier:.3}", parts.join("  "))
+}
+
+/// Logistic regression of `y` on `x` (Newton's method, a little ridge so separable
+/// points still give finite weights): `(slope, intercept)`.
+fn fit_logistic(points: &[(f64, bool)]) -> (f64, f64) {
+    let (mut a, mut b) = (0.0f64, 0.0f64);
+    for _ in 0..50 {
+        let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 1e-4, 0.0, 1e-4);
+        for &(x, y) in points {
+            let p = 1.0 / (1.0 + (-(a * x + b)).exp());
+            let r = p - f64::from(u8::from(y));
+            ga += r * x;
+            gb += r;
+            let w = p * (1.0 - p);
+            haa += w * x * x;
+            hab += w * x;
+            hbb += w;
+        }
+        ga += 1e-4 * a;
+        gb += 1e-4 * b;
+        let det = haa * hbb - hab * hab;
+        if det.abs() < 1e-12 {
+            break;
+        }
+        a -= (hbb * ga - hab * gb) / det;
+        b -= (haa * gb - hab * ga) / det;
+    }
+    (a, b)
 }

@@ -13,17 +13,81 @@
 
 /// Bumped whenever the analysis, or what the store indexes, changes, so stores rebuild
 /// their lexical index.
-pub const ANALYZER_VERSION: u32 = 6;
+pub const ANALYZER_VERSION: u32 = 7;
 
 /// The characters, besides letters and digits, that a term may contain; FTS5 is told to
 /// treat them as part of a token.
 pub const FTS5_TOKENCHARS: &str = "-._";
 
+mod lexicon;
 mod names;
+mod translate;
+use lexicon::MAX_GLOSS_WORDS;
+pub use lexicon::{Lexicon, LexiconError, Renderings, Tables, LEXICON_FILES};
 pub use names::{
     headline_names, is_function_word, is_stop_word, latin_terms, names_found, names_something,
     term_overlap,
 };
+pub use translate::{expansion_expression, translated_overlap, translations, Translation};
+
+/// The language data every analysis uses ([`use_lexicon`]); none until the binary loads
+/// it, so unit tests and fake-model tests analyse without it.
+static LEXICON: std::sync::RwLock<Option<std::sync::Arc<Lexicon>>> = std::sync::RwLock::new(None);
+
+/// Makes `lexicon` the language data of every analysis from now on (`None`: none, no
+/// Traditional/Simplified folding and no translation). A store stamps its lexical index
+/// with [`analyzer_stamp`], so one opened after a change rebuilds it.
+pub fn use_lexicon(lexicon: Option<std::sync::Arc<Lexicon>>) {
+    *LEXICON
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = lexicon;
+}
+
+/// The language data in use, if any.
+pub fn lexicon() -> Option<std::sync::Arc<Lexicon>> {
+    LEXICON
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+/// What the lexical index was built with: the analyzer version and, when language data
+/// is in use, its fingerprint.
+pub fn analyzer_stamp() -> String {
+    match lexicon() {
+        Some(lexicon) => format!("{ANALYZER_VERSION}+{}", lexicon.id),
+        None => ANALYZER_VERSION.to_string(),
+    }
+}
+
+/// `text` lower-cased, full width folded and, with language data, in Simplified
+/// characters: one character for one (a character whose lower case is longer stays as
+/// it is), so offsets into it are offsets into `text`.
+pub fn fold_text(text: &str) -> Vec<char> {
+    match lexicon() {
+        Some(lexicon) => fold_with(&lexicon, text),
+        None => fold_plain(text),
+    }
+}
+
+/// [`fold_text`] with the given language data.
+fn fold_with(lexicon: &Lexicon, text: &str) -> Vec<char> {
+    lexicon.simplify(&fold_plain(text))
+}
+
+/// [`fold_text`] without language data.
+fn fold_plain(text: &str) -> Vec<char> {
+    text.chars()
+        .map(|c| {
+            let c = fold_width(c);
+            let mut lower = c.to_lowercase();
+            match (lower.next(), lower.next()) {
+                (Some(l), None) => l,
+                _ => c,
+            }
+        })
+        .collect()
+}
 
 /// Characters that join the parts of one name: `gpt-5`, `node.js`, `qwen2.5`, `hf_mem`.
 fn is_joiner(c: char) -> bool {
@@ -168,16 +232,59 @@ pub fn index_text(text: &str) -> String {
 /// name, which are indexed but never asked for on their own. A name written in Chinese
 /// characters also yields its English name's terms ([`name_aliases`]).
 fn analyze(text: &str, emit: &mut dyn FnMut(&str, bool)) {
+    analyze_with(lexicon().as_deref(), text, emit);
+}
+
+/// [`analyze`] with the given language data: Traditional characters read as Simplified
+/// (a character with two Simplified readings, `哩`, is also indexed under the other),
+/// and a Taiwan or Hong Kong word also as the mainland word (`軟體`: `软件`).
+fn analyze_with(lexicon: Option<&Lexicon>, text: &str, emit: &mut dyn FnMut(&str, bool)) {
     let (singular, plurals) = without_acronym_plurals(text);
     let folded: Vec<char> = singular.into_iter().flat_map(fold).collect();
-    analyze_folded(&folded, emit);
+    let Some(lexicon) = lexicon else {
+        analyze_folded(&folded, emit);
+        return analyze_names(&folded, &plurals, emit);
+    };
+    let simplified = lexicon.simplify(&folded);
+    analyze_folded(&simplified, emit);
+    let mut buf = String::new();
+    for (i, &c) in folded.iter().enumerate() {
+        for &alt in lexicon.alternates(c) {
+            for pair in [
+                i.checked_sub(1).map(|p| [simplified[p], alt]),
+                simplified.get(i + 1).map(|&n| [alt, n]),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if pair.iter().all(|&c| is_cjk(c)) {
+                    buf.clear();
+                    buf.extend(pair);
+                    emit(&buf, false);
+                }
+            }
+        }
+    }
+    if simplified.iter().any(|&c| is_cjk(c)) {
+        let text: String = simplified.iter().collect();
+        for word in lexicon.mainland_words(&text) {
+            let chars: Vec<char> = word.chars().collect();
+            cjk_bigrams(&chars, emit);
+        }
+    }
+    analyze_names(&folded, &plurals, emit);
+}
+
+/// The acronym plurals as written, and the English names of the Chinese names in a
+/// folded text.
+fn analyze_names(folded: &[char], plurals: &[String], emit: &mut dyn FnMut(&str, bool)) {
     // The plural as written stays a part term, so a text that writes `gpus` in lower
     // case (which is no acronym to the rule) still finds it.
-    for plural in &plurals {
+    for plural in plurals {
         emit(plural, false);
     }
     if folded.iter().any(|&c| is_cjk(c)) {
-        let folded: String = folded.into_iter().collect();
+        let folded: String = folded.iter().collect();
         let aliases = name_aliases();
         for found in aliases.forms.find_iter(&folded) {
             for &alias in &aliases.names_of_form[found.pattern().as_usize()] {
@@ -482,6 +589,32 @@ pub fn match_expression(query: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn terms_with(lexicon: &Lexicon, text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        analyze_with(Some(lexicon), text, &mut |t, _| out.push(t.to_owned()));
+        out
+    }
+
+    #[test]
+    fn traditional_and_simplified_text_share_their_terms() {
+        let lexicon = lexicon::sample();
+        let traditional = terms_with(&lexicon, "三哩島的機器人");
+        for term in ["三哩", "岛的", "机器", "器人"] {
+            assert!(
+                traditional.contains(&term.to_owned()),
+                "{term}: {traditional:?}"
+            );
+        }
+        // 哩 is also read as 里, so the Simplified name 三里岛 finds it.
+        for term in terms_with(&lexicon, "三里岛") {
+            assert!(traditional.contains(&term), "{term}: {traditional:?}");
+        }
+        // A Taiwan word also stands for the mainland one.
+        assert!(terms_with(&lexicon, "軟體").contains(&"软件".to_owned()));
+        // Positions stay: one folded character per character.
+        assert_eq!(fold_with(&lexicon, "Ａ三哩島").len(), 4);
+    }
 
     #[test]
     fn chinese_becomes_overlapping_bigrams() {

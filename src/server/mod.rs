@@ -56,6 +56,10 @@ pub struct ServeSettings {
     /// (1: each on its own). Nothing waits for a batch to fill.
     #[arg(long, env = "STORYDEX_QUERY_BATCH", default_value_t = queue::DEFAULT_QUERY_BATCH as u32, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub query_batch: u32,
+    /// Folder that `POST /v1/admin/backup` (write key) writes backups into, one
+    /// timestamped folder each. Without it, that route answers 409 `backups_off`.
+    #[arg(long, env = "STORYDEX_BACKUP_DIR")]
+    pub backup_dir: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub watch: crate::service::WatchSettings,
 }
@@ -68,6 +72,7 @@ impl Default for ServeSettings {
             queue: 64,
             max_body: 2 * 1024 * 1024,
             query_batch: queue::DEFAULT_QUERY_BATCH as u32,
+            backup_dir: None,
             watch: crate::service::WatchSettings {
                 watch_quiet_ms: crate::service::DEFAULT_QUIET_MS,
                 ..Default::default()

@@ -40,6 +40,7 @@ struct Inner {
     queue: usize,
     query_batch: usize,
     max_body: usize,
+    backup_dir: Option<std::path::PathBuf>,
     engine: OnceLock<Engine>,
     local_addr: OnceLock<SocketAddr>,
     metrics: Metrics,
@@ -69,6 +70,7 @@ impl AppState {
                 queue,
                 query_batch: settings.query_batch.max(1) as usize,
                 max_body: settings.max_body,
+                backup_dir: settings.backup_dir.clone(),
                 engine: OnceLock::new(),
                 local_addr: OnceLock::new(),
                 metrics: Metrics::default(),
@@ -303,6 +305,36 @@ impl AppState {
                 .await
             }
         }
+    }
+
+    /// A backup of the store into a new timestamped folder of `--backup-dir`
+    /// ([`crate::store::backup`]): consistent as of one commit, while writes go on.
+    pub(crate) async fn backup(&self) -> Result<crate::store::BackupReport, RequestError> {
+        let Some(root) = self.inner.backup_dir.clone() else {
+            return Err(RequestError::Invalid(crate::domain::Invalid::new(
+                crate::domain::ErrorCode::BackupsOff,
+                "backups are off on this server; start it with --backup-dir DIR (or \
+                 STORYDEX_BACKUP_DIR), or run `storydex backup --data DIR OUT` beside it",
+            )));
+        };
+        let service = Arc::clone(&self.engine()?.service);
+        tokio::task::spawn_blocking(move || {
+            let data = service.data_dir();
+            let stamp = time::OffsetDateTime::now_utc()
+                .format(time::macros::format_description!(
+                    "[year][month][day]T[hour][minute][second]Z"
+                ))
+                .map_err(RequestError::internal)?;
+            let mut out = root.join(&stamp);
+            let mut n = 1;
+            while out.exists() {
+                n += 1;
+                out = root.join(format!("{stamp}-{n}"));
+            }
+            crate::store::backup(&data, &out).map_err(RequestError::internal)
+        })
+        .await
+        .map_err(RequestError::internal)?
     }
 
     /// Runs service code that only reads the store on a blocking thread.

@@ -26,6 +26,9 @@ pub struct Coverage {
     /// Pair score (cosine adjusted for same link and time gap, plus the cross-language
     /// signals of [`MatchReason`]).
     pub score: f32,
+    /// The calibrated probability that the two report the same event
+    /// ([`Tuning::confidence`]).
+    pub confidence: f32,
     /// What the score is made of: why it counts as the same event, or, for a
     /// [`CheckedItem::nearest`], how far it fell short.
     pub reason: MatchReason,
@@ -51,6 +54,10 @@ pub struct MatchReason {
     /// For a cross-language pair whose English headline names anything: the share of
     /// those names the other story has (part of the score, centred on one half).
     pub headline_names: Option<f32>,
+    /// For a cross-language pair, with language data: the share of the draft's
+    /// dictionary-translated words that the story holds in its own language, weighted by
+    /// rarity and one over each word's senses (part of the score).
+    pub translated_overlap: Option<f32>,
     /// For a cross-language pair: how far the story's pair score stands above the best
     /// candidate of another event in the story's language (negative when another event
     /// scores higher; within ±0.1; part of the score).
@@ -74,13 +81,37 @@ impl MatchReason {
         let names = self.headline_names.map_or(String::new(), |o| {
             format!(", {:.0}% of headline names found", o * 100.0)
         });
+        let translated = self.translated_overlap.map_or(String::new(), |o| {
+            format!(", {:.0}% of translated words shared", o * 100.0)
+        });
         let margin = self.margin.map_or(String::new(), |m| {
             format!(", {m:+.3} against the best other event")
         });
         format!(
-            "{} threshold {:.3}, cosine {:.3}{terms}{names}{margin}, {link}{days}",
+            "{} threshold {:.3}, cosine {:.3}{terms}{translated}{names}{margin}, {link}{days}",
             self.languages, self.threshold, self.cosine
         )
+    }
+}
+
+/// What the check concludes about one draft item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// An earlier story reached its threshold: the event is already covered.
+    Covered,
+    /// None reached it, but the nearest is likely the same event: the editor decides.
+    Check,
+    /// Nothing earlier is likely the same event.
+    New,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Covered => "covered",
+            Verdict::Check => "check",
+            Verdict::New => "new",
+        }
     }
 }
 
@@ -93,6 +124,8 @@ pub struct CheckedItem {
     /// score less threshold), with why it did not count. Not coverage: it lets an editor
     /// judge a near miss, which the cross-language check cannot always tell apart.
     pub nearest: Option<Coverage>,
+    /// Covered, check or new.
+    pub verdict: Verdict,
 }
 
 /// Stories per model call when checking a draft, as an ingest commits them: a search
@@ -196,10 +229,21 @@ impl Service {
             let vector =
                 crate::vector::mean_unit_vector(windows.iter().map(|w| w.vector.as_slice()));
             let (previous_coverage, nearest) = self.coverage_and_nearest(&story, &vector)?;
+            let verdict = if !previous_coverage.is_empty() {
+                Verdict::Covered
+            } else if nearest
+                .as_ref()
+                .is_some_and(|n| n.confidence >= self.tuning.check_confidence)
+            {
+                Verdict::Check
+            } else {
+                Verdict::New
+            };
             out.push(CheckedItem {
                 story,
                 previous_coverage,
                 nearest,
+                verdict,
             });
         }
         Ok(out)
@@ -237,11 +281,21 @@ impl Service {
         // Names and numbers of the draft, for pairs across languages.
         let latin = crate::lexical::latin_terms(&story.text);
         let names = crate::lexical::headline_names(&story.headline);
-        let (stories, df) = if self.tuning.cross_language_term_weight > 0.0 {
-            self.store.document_frequencies(&latin)?
+        let weigh_translations = self.tuning.cross_language_translation_weight > 0.0;
+        let translations = if weigh_translations {
+            crate::lexical::translations(&story.text)
+        } else {
+            Vec::new()
+        };
+        let (stories, df) = if self.tuning.cross_language_term_weight > 0.0 || weigh_translations {
+            let mut terms = latin.clone();
+            terms.extend(translations.iter().flat_map(|t| t.forms.concat()));
+            self.store.document_frequencies(&terms)?
         } else {
             (0, HashMap::new())
         };
+        let translation_idf =
+            |t: &crate::lexical::Translation| -> f32 { rendering_idf(t, stories, &df) };
         // First every candidate that could be earlier coverage, with its pair score.
         struct Candidate {
             story: StoredStory,
@@ -316,7 +370,9 @@ impl Service {
             // Fitted on English headlines (a Chinese one names little in Latin letters).
             let weigh_names =
                 self.tuning.cross_language_name_weight > 0.0 && draft_language == "en";
-            let (term_overlap, headline_names) = if cross && (weigh_terms || weigh_names) {
+            let (term_overlap, headline_names, translated_overlap) = if cross
+                && (weigh_terms || weigh_names || weigh_translations)
+            {
                 let other_terms: HashSet<String> =
                     crate::lexical::index_terms(&candidate.story.text)
                         .into_iter()
@@ -328,13 +384,18 @@ impl Service {
                 } else {
                     None
                 };
-                (overlap, found)
+                let translated = (weigh_translations && !translations.is_empty()).then(|| {
+                    crate::lexical::translated_overlap(&translations, &other_terms, translation_idf)
+                });
+                (overlap, found, translated)
             } else {
-                (None, None)
+                (None, None, None)
             };
             let margin = (cross && weigh_margin).then(|| margins[i]);
             let score = candidate.score
-                + cross_language_bonus(&self.tuning, term_overlap, headline_names, margin);
+                + cross_language_bonus(&self.tuning, term_overlap, headline_names, margin)
+                + translated_overlap
+                    .map_or(0.0, |o| self.tuning.cross_language_translation_weight * o);
             let closer = |n: &Coverage| score - threshold > n.score - n.reason.threshold;
             if score >= threshold || nearest.as_ref().is_none_or(closer) {
                 let reason = MatchReason {
@@ -347,12 +408,14 @@ impl Service {
                     languages: format!("{draft_language}-{other_language}"),
                     threshold,
                     term_overlap,
+                    translated_overlap,
                     headline_names,
                     margin,
                 };
                 let coverage = Coverage {
                     story: candidate.story,
                     score,
+                    confidence: self.tuning.confidence(score, threshold),
                     reason,
                 };
                 if score >= threshold {
@@ -367,6 +430,26 @@ impl Service {
         let nearest = if found.is_empty() { nearest } else { None };
         Ok((found, nearest))
     }
+}
+
+/// How rare a translated word's renderings are: the IDF of its rarest rendering that
+/// some story holds, a rendering counting as rare as its rarest term (an upper bound
+/// on the phrase's own IDF); 0 when no story holds any (no evidence either way).
+fn rendering_idf(
+    t: &crate::lexical::Translation,
+    stories: usize,
+    df: &HashMap<String, usize>,
+) -> f32 {
+    t.forms
+        .iter()
+        .filter_map(|form| {
+            form.iter()
+                .map(|term| df.get(term).copied().unwrap_or(0))
+                .min()
+                .filter(|&d| d > 0)
+        })
+        .map(|d| ((stories as f32) / (1.0 + d as f32)).ln().max(0.0))
+        .fold(0.0, f32::max)
 }
 
 /// How far each candidate's score stands above the best candidate of another event in

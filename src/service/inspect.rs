@@ -33,6 +33,11 @@ impl Service {
     }
 
     /// Where the vector index is saved.
+    /// The store's folder.
+    pub fn data_dir(&self) -> PathBuf {
+        self.store.dir().to_owned()
+    }
+
     pub fn index_path(&self) -> PathBuf {
         self.store.index_path()
     }

@@ -25,7 +25,7 @@ mod watch;
 
 pub use crate::tuning::{Fusion, Ranking, Tuning};
 pub(crate) use check::could_have_covered;
-pub use check::{parse_draft, CheckedItem, Coverage, DraftCheck, MatchReason};
+pub use check::{parse_draft, CheckedItem, Coverage, DraftCheck, MatchReason, Verdict};
 pub use duplicates::DuplicateCluster;
 pub(crate) use duplicates::{item as cluster_item, to_item as story_item};
 pub use ingest::is_ingestable;
@@ -123,6 +123,12 @@ impl Service {
 
     pub fn tuning(&self) -> Tuning {
         self.tuning
+    }
+
+    /// Rebuilds the lexical index after the language data changed
+    /// ([`crate::lexical::use_lexicon`]; `storydex eval` compares with and without).
+    pub fn refresh_lexical_index(&self) -> Result<(), ServiceError> {
+        Ok(self.store.refresh_lexical_index()?)
     }
 
     pub fn encoder(&self) -> &dyn Encoder {

@@ -213,9 +213,7 @@ impl Service {
                 self.hydrate(hits, Some(query.as_str()), None)
             }
             SearchMode::Lexical => {
-                let found = self
-                    .store
-                    .search_lexical(query.as_str(), k.get(), range, None)?;
+                let found = self.lexical_ranking(query.as_str(), k.get(), range)?;
                 let hits = found
                     .into_iter()
                     .map(|(id, bm25)| (id, bm25, None, Some(bm25)))
@@ -244,9 +242,7 @@ impl Service {
         }
         let want = r.candidates.max(k.get());
         let (by_vector, levels) = self.ranked_by_vector(vector, want, range)?;
-        let by_terms = self
-            .store
-            .search_lexical(query.as_str(), want, range, None)?;
+        let by_terms = self.lexical_ranking(query.as_str(), want, range)?;
         struct Fused {
             score: f32,
             window: Option<WindowHit>,
@@ -325,6 +321,33 @@ impl Service {
             .map(|(id, f)| (id, f.score / best, f.window, f.bm25))
             .collect();
         self.hydrate(hits, Some(query.as_str()), Some(vector))
+    }
+
+    /// The lexical ranking of a query: the BM25 of its own terms plus, weighted by
+    /// [`Ranking::translation_weight`], the BM25 of its translations (FTS5 weighs every
+    /// term of one expression alike, so the translations are a second expression).
+    pub(crate) fn lexical_ranking(
+        &self,
+        query: &str,
+        count: usize,
+        range: DateRange,
+    ) -> Result<Vec<(String, f32)>, ServiceError> {
+        let own = self.store.search_lexical(query, count, range, None)?;
+        let weight = self.ranking.translation_weight;
+        let expansion = match crate::lexical::expansion_expression(query) {
+            Some(expression) if weight > 0.0 => {
+                self.store.search_match(&expression, count, range, None)?
+            }
+            _ => return Ok(own),
+        };
+        let mut scores: HashMap<String, f32> = own.into_iter().collect();
+        for (id, bm25) in expansion {
+            *scores.entry(id).or_default() += weight * bm25;
+        }
+        let mut ranked: Vec<(String, f32)> = scores.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        ranked.truncate(count);
+        Ok(ranked)
     }
 
     /// A story's best penalised window cosine against `vector`, less its kind's level
@@ -561,15 +584,22 @@ pub(crate) fn snippet(text: &str, start: usize, end: usize, query: Option<&str>)
 /// The character offset to start a snippet at so it shows the most distinct query
 /// terms, moved back to the start of its sentence when that is near.
 fn densest_start(chars: &[char], query: &str) -> usize {
-    let lower: Vec<char> = chars.iter().flat_map(|c| c.to_lowercase()).collect();
+    // Lower case and Simplified, one character for one: offsets stay those of `chars`.
+    let lower: Vec<char> = crate::lexical::fold_text(&chars.iter().collect::<String>());
     if lower.len() != chars.len() || chars.len() <= SNIPPET_CHARS {
         return 0;
     }
-    // The query's terms, and the Chinese forms of the names it asks for in English.
+    // The query's terms, the Chinese forms of the names it asks for in English and the
+    // Chinese renderings of its English words.
     let terms: Vec<Vec<char>> = crate::lexical::query_terms(query)
         .into_iter()
         .chain(crate::lexical::chinese_forms(query))
-        .map(|t| t.chars().collect())
+        .chain(
+            crate::lexical::translations(query)
+                .into_iter()
+                .flat_map(|t| t.form_texts()),
+        )
+        .map(|t| crate::lexical::fold_text(&t))
         .collect();
     // (position, term) of every occurrence.
     let mut hits: Vec<(usize, usize)> = Vec::new();

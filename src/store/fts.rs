@@ -61,7 +61,9 @@ pub(super) fn delete_terms(conn: &Connection, id: &str) -> Result<(), StoreError
 /// Rebuilds the lexical index from the stories when it was made by another analyzer
 /// version, or by a storydex that had none (one transaction: all or nothing).
 pub(super) fn ensure_lexical_index(conn: &mut Connection) -> Result<(), StoreError> {
-    let current = crate::lexical::ANALYZER_VERSION.to_string();
+    // The analyzer version and the language data it read: a store opened with other
+    // language data (or none) rebuilds its index once.
+    let current = crate::lexical::analyzer_stamp();
     let stored: Option<String> = conn
         .query_row(
             "SELECT value FROM meta WHERE key = 'lexical_version'",
@@ -99,6 +101,12 @@ pub(super) fn ensure_lexical_index(conn: &mut Connection) -> Result<(), StoreErr
 }
 
 impl Store {
+    /// Rebuilds the lexical index if the analysis changed since it was built (another
+    /// [`crate::lexical::use_lexicon`]); a no-op otherwise.
+    pub fn refresh_lexical_index(&self) -> Result<(), StoreError> {
+        ensure_lexical_index(&mut self.conn())
+    }
+
     /// Stories matching any term of `query`, best BM25 first, with their BM25 score
     /// (higher is better) among those published in `range`.
     pub fn search_lexical(
@@ -111,6 +119,18 @@ impl Store {
         let Some(expression) = crate::lexical::match_expression(query) else {
             return Ok(Vec::new());
         };
+        self.search_match(&expression, count, range, exclude_digest)
+    }
+
+    /// Stories matching an FTS5 expression already built by [`crate::lexical`] (the
+    /// query's own terms, or their translations), best BM25 first.
+    pub fn search_match(
+        &self,
+        expression: &str,
+        count: usize,
+        range: crate::domain::DateRange,
+        exclude_digest: Option<&str>,
+    ) -> Result<Vec<(String, f32)>, StoreError> {
         let (since, until) = range.days();
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(

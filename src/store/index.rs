@@ -276,7 +276,7 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn stamp_path(path: &Path) -> PathBuf {
+pub(super) fn stamp_path(path: &Path) -> PathBuf {
     with_suffix(path, ".stamp.json")
 }
 

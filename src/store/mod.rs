@@ -11,6 +11,7 @@
 //! Writers commit to SQLite first, then update the index; readers only take `index`
 //! and `catalog` read locks, so searches keep answering during an ingest.
 
+mod backup;
 mod catalog;
 mod clusters;
 mod flat;
@@ -31,6 +32,7 @@ use time::OffsetDateTime;
 
 use crate::corpus::{SourceKind, Story};
 use crate::embed::Window;
+pub use backup::{backup, BackupReport};
 pub use catalog::WindowMeta;
 use catalog::{load_catalog, load_flat, FlatBlocks, KindSpans};
 pub use clusters::{ClusterMembers, ReclusterReport};
@@ -64,6 +66,8 @@ pub enum StoreError {
     Json(#[from] serde_json::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("backup: {0}")]
+    Backup(String),
     #[error(
         "the store in {dir} is being written by another process ({holder}); one process \
          writes a store at a time: stop it first, or while it is `storydex serve`, send new \

@@ -9,6 +9,7 @@
 
 mod helpers;
 
+mod backup;
 mod browser;
 mod http_api;
 mod http_auth;

@@ -277,6 +277,7 @@ fn opening_a_store_with_another_model_names_both_models() {
             model_dir: Some(real_model_dir()),
             ..ModelArgs::default()
         },
+        lexicon_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/lexicon"),
     };
     let err = match common.open() {
         Ok(_) => panic!("a store built with another model must not open"),

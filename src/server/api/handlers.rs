@@ -475,3 +475,47 @@ pub(crate) async fn metrics(
 pub(crate) async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(super::ApiDoc::openapi())
 }
+
+/// What `POST /v1/admin/backup` wrote.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct BackupCreated {
+    /// The backup's folder (on the server's disk).
+    pub dir: String,
+    pub stories: usize,
+    pub windows: usize,
+    /// The store's write generation the backup is as of.
+    pub generation: i64,
+    /// Whether the vector index came with it (else it is rebuilt from SQLite on open).
+    pub index: bool,
+    pub bytes: u64,
+}
+
+/// Back up the live store into a new folder of `--backup-dir`
+#[utoipa::path(
+    post, path = "/v1/admin/backup", tag = "meta",
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = BackupCreated),
+        (status = 401, description = "missing or wrong bearer key", body = ErrorBody),
+        (status = 403, description = "no API key set and not on loopback", body = ErrorBody),
+        (status = 409, description = "backups_off: the server was started without --backup-dir", body = ErrorBody),
+        (status = 503, description = "not_ready", body = ErrorBody),
+    )
+)]
+pub(crate) async fn backup(
+    _write: WriteAccess,
+    State(state): State<AppState>,
+) -> Result<impl IntoResponse, RequestError> {
+    let report = state.backup().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(BackupCreated {
+            dir: report.dir.display().to_string(),
+            stories: report.stories,
+            windows: report.windows,
+            generation: report.generation,
+            index: report.index,
+            bytes: report.bytes,
+        }),
+    ))
+}

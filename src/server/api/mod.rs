@@ -44,6 +44,7 @@ pub(crate) fn routes() -> Router<AppState> {
             get(handlers::digests).post(handlers::create_digest),
         )
         .route("/v1/digests/{id}", get(handlers::digest))
+        .route("/v1/admin/backup", post(handlers::backup))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/models", get(openai::models))
 }

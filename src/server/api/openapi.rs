@@ -31,6 +31,7 @@ use super::{handlers, openai};
         handlers::health,
         handlers::metrics,
         handlers::openapi,
+        handlers::backup,
         openai::embeddings,
         openai::models,
     ),

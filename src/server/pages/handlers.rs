@@ -22,7 +22,7 @@ use crate::corpus::ParsedFile;
 use crate::domain::{DateRange, ErrorCode, Invalid, QueryText, TopK};
 use crate::server::access::writes_disabled;
 use crate::server::{AppState, RequestError};
-use crate::service::{CheckedIngest, SearchMode, Service, ServiceError};
+use crate::service::{CheckedIngest, SearchMode, Service, ServiceError, Verdict};
 
 /// Where a draft from the page says it came from, in stored rows and messages.
 const PAGE_SOURCE: &str = "web page";
@@ -365,7 +365,14 @@ async fn check_draft(state: &AppState, parsed: ParsedFile) -> Result<CheckedDraf
     let items = state.check_draft(parsed).await?;
     let rows = items
         .into_iter()
-        .map(|item| CheckedRow::new(&item.story, item.previous_coverage, item.nearest))
+        .map(|item| {
+            CheckedRow::new(
+                &item.story,
+                item.previous_coverage,
+                item.nearest,
+                item.verdict,
+            )
+        })
         .collect();
     Ok(CheckedDraft::new(digest_id, rows))
 }
@@ -415,7 +422,14 @@ pub(crate) async fn publish(
                 .stories
                 .iter()
                 .zip(previous_coverage)
-                .map(|(story, coverage)| CheckedRow::new(story, coverage, None))
+                .map(|(story, coverage)| {
+                    let verdict = if coverage.is_empty() {
+                        Verdict::New
+                    } else {
+                        Verdict::Covered
+                    };
+                    CheckedRow::new(story, coverage, None, verdict)
+                })
                 .collect();
             let page = PublishedPage {
                 title: format!("已发布 Published · {}", parsed.digest.title),

@@ -64,7 +64,8 @@ impl Terms {
             }
             run.clear();
         };
-        for c in query.chars() {
+        // Traditional and Simplified alike: both sides are folded, one character for one.
+        for c in crate::lexical::fold_text(query) {
             if is_cjk(c) {
                 flush_word(&mut word, &mut words);
                 run.push(c);
@@ -80,7 +81,16 @@ impl Terms {
         flush_run(&mut run, &mut cjk);
         // Names asked for in English, as a Chinese snippet writes them (`Musk`: 马斯克).
         let mut longest_cjk = MAX_CJK;
-        for form in crate::lexical::chinese_forms(query) {
+        // And the Chinese renderings of its English words (`robot`: 机器人).
+        let translated = crate::lexical::translations(query)
+            .into_iter()
+            .flat_map(|t| t.form_texts())
+            .filter(|f| f.chars().all(is_cjk));
+        for form in crate::lexical::chinese_forms(query)
+            .into_iter()
+            .map(|f| crate::lexical::fold_text(&f).into_iter().collect())
+            .chain(translated)
+        {
             longest_cjk = longest_cjk.max(form.chars().count());
             cjk.insert(form);
         }
@@ -122,11 +132,13 @@ impl Terms {
 pub(crate) fn highlight(text: &str, query: &str) -> String {
     let terms = Terms::of(query);
     let chars: Vec<char> = text.chars().collect();
+    // Matched on the folded text (Simplified, lower case), marked on the text as written.
+    let folded = crate::lexical::fold_text(text);
     // Marked ranges in char indices, adjacent ones merged.
     let mut marks: Vec<(usize, usize)> = Vec::new();
     let mut i = 0;
-    while i < chars.len() {
-        match terms.match_at(&chars, i) {
+    while i < folded.len() {
+        match terms.match_at(&folded, i) {
             Some(n) => {
                 match marks.last_mut() {
                     Some((_, end)) if *end == i => *end = i + n,

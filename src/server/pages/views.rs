@@ -14,7 +14,7 @@ use time::{OffsetDateTime, UtcOffset};
 use super::highlight::{escape, highlight};
 use super::markdown::{render as render_markdown, safe_url};
 use crate::corpus::{SourceKind, Story};
-use crate::service::{Coverage, DuplicateCluster, StoryHit};
+use crate::service::{Coverage, DuplicateCluster, StoryHit, Verdict};
 use crate::store::{StoredDigest, StoredStory};
 
 /// `2026-01-06 12:00` in the story's own offset (the digest's local time), a bare date
@@ -153,7 +153,11 @@ impl StoryRow {
     }
 
     pub(crate) fn coverage(c: Coverage) -> Self {
-        let reason = c.reason.describe();
+        let reason = format!(
+            "confidence {:.0}%; {}",
+            c.confidence * 100.0,
+            c.reason.describe()
+        );
         Self {
             reason,
             ..Self::scored(c.story, c.score)
@@ -213,10 +217,23 @@ pub(crate) struct CheckedRow {
     pub(crate) covered_by: Vec<StoryRow>,
     /// A new item's closest earlier story, below its threshold (not counted).
     pub(crate) nearest: Vec<StoryRow>,
+    /// `covered`, `check` or `new`.
+    pub(crate) verdict: &'static str,
+    /// For a `check` item: the draft item's text and the earlier story's, side by side.
+    pub(crate) compare: Option<(String, String)>,
 }
 
 impl CheckedRow {
-    pub(crate) fn new(story: &Story, coverage: Vec<Coverage>, nearest: Option<Coverage>) -> Self {
+    pub(crate) fn new(
+        story: &Story,
+        coverage: Vec<Coverage>,
+        nearest: Option<Coverage>,
+        verdict: Verdict,
+    ) -> Self {
+        let compare = nearest
+            .as_ref()
+            .filter(|_| verdict == Verdict::Check)
+            .map(|n| (story.text.clone(), n.story.text.clone()));
         Self {
             position: story.position,
             headline: story.headline.clone(),
@@ -224,6 +241,8 @@ impl CheckedRow {
             raw_url: story.url.clone(),
             covered_by: coverage.into_iter().map(StoryRow::coverage).collect(),
             nearest: nearest.into_iter().map(StoryRow::coverage).collect(),
+            verdict: verdict.as_str(),
+            compare,
         }
     }
 }
@@ -356,17 +375,20 @@ pub(crate) struct CheckPage {
 pub(crate) struct CheckedDraft {
     pub(crate) digest_id: String,
     pub(crate) covered: usize,
+    /// Items the editor should compare with their nearest earlier story.
+    pub(crate) check: usize,
     pub(crate) new: usize,
     pub(crate) items: Vec<CheckedRow>,
 }
 
 impl CheckedDraft {
     pub(crate) fn new(digest_id: String, items: Vec<CheckedRow>) -> Self {
-        let covered = items.iter().filter(|i| !i.covered_by.is_empty()).count();
+        let count = |v: &str| items.iter().filter(|i| i.verdict == v).count();
         Self {
             digest_id,
-            covered,
-            new: items.len() - covered,
+            covered: count("covered"),
+            check: count("check"),
+            new: count("new"),
             items,
         }
     }
