@@ -1,6 +1,7 @@
 //! A watched folder with real files: the watcher over a service with the fake encoder,
 //! and over the real server (its writes through the server's write path, its status on
-//! `/metrics` and the Digests page). Every wait polls for a condition, up to 20 s.
+//! `/metrics` and the Digests page). Every wait polls for a condition, up to 20 s; the
+//! store changes before the watcher's status does, so a wait names both.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -109,7 +110,9 @@ fn watch_ingests_a_file_written_in_pieces_once_and_whole() {
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(file);
-    wait_until("the three stories", || w.stories() == 3);
+    wait_until("the three stories, counted", || {
+        w.stories() == 3 && w.status().ingested > 0
+    });
     let status = w.status();
     assert_eq!(status.ingested, 1, "{status:?}");
     assert_eq!(status.failed, 0, "{status:?}");
@@ -129,7 +132,9 @@ fn watch_ingests_a_file_written_elsewhere_and_renamed_into_place_at_once() {
         &make_digest("2026-02-02T09:00:00+08:00", "renamed", 2),
     );
     std::fs::rename(&draft, w.path("renamed.md")).expect("rename into place");
-    wait_until("the renamed file's stories", || w.stories() == 2);
+    wait_until("the renamed file's stories, counted", || {
+        w.stories() == 2 && w.status().ingested > 0
+    });
     assert_eq!(w.status().ingested, 1);
 }
 
@@ -163,7 +168,9 @@ fn watch_reports_a_broken_file_with_its_line_keeps_going_and_ingests_it_once_fix
         &broken,
         &make_digest("2026-02-04T09:00:00+08:00", "fixed", 3),
     );
-    wait_until("the fixed file's stories", || w.stories() == 5);
+    wait_until("the fixed file's stories, counted", || {
+        w.stories() == 5 && w.status().failing.is_empty()
+    });
     let status = w.status();
     assert!(status.failing.is_empty(), "{status:?}");
     assert_eq!(status.ingested, 2, "{status:?}");
@@ -186,8 +193,9 @@ fn watch_keeps_the_stories_of_a_deleted_file_unless_told_to_remove_them() {
     write(&file, &make_digest("2026-02-06T09:00:00+08:00", "gone", 2));
     wait_until("the stories", || w.stories() == 2);
     std::fs::remove_file(&file).expect("delete");
-    wait_until("the stories to be removed", || w.stories() == 0);
-    assert!(w.service.digests().expect("digests").is_empty());
+    wait_until("the stories and the digest to be removed", || {
+        w.stories() == 0 && w.service.digests().expect("digests").is_empty()
+    });
     let hits = w
         .service
         .search_with(
