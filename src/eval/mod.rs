@@ -26,15 +26,13 @@ pub use dump::{candidate_signals, search_signals, CandidateSignals};
 pub enum Split {
     Tune,
     Heldout,
-    /// Written blind (2026-12-05) before that day's ranking changes, measured once, then
-    /// tuned on with `tune`.
+    /// Written blind from the sample alone; settings are chosen on it with `tune`.
     Fresh,
-    /// A second blind set, written while those changes were made and measured once after
-    /// the ranking and check were frozen: held out.
+    /// Written blind from the sample alone: held out, only reported.
     Fresh2,
-    /// A third blind set, written as an editor's sources read (primary announcements;
-    /// short keyword queries), measured once after the last ranking change; two later
-    /// fixes (acronym plurals, authors) came from reading its misses. Held out.
+    /// Written blind as an editor's sources read (primary announcements; short keyword
+    /// queries): held out, only reported; its misses have been read, so it is no longer
+    /// blind.
     Fresh3,
     /// Two blind sets written from `data/sample/` alone by someone who never ran
     /// storydex (`data/eval/blind/`): keyword queries and primary-source posts...

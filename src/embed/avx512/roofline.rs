@@ -7,7 +7,6 @@
 
 use std::time::Instant;
 
-use rayon::prelude::*;
 use serde::Serialize;
 
 use super::attention::attention;
@@ -162,11 +161,11 @@ pub fn run(lengths: &[usize], rounds: usize) -> Roofline {
     let total_flop: f64 = flop.iter().sum();
     let threads = rayon::current_num_threads();
     let peak_gflops_one_core = peak_gflops();
-    let peak_gflops_all: f64 = (0..threads)
-        .into_par_iter()
-        .with_max_len(1)
-        .map(|_| peak_gflops())
-        .sum();
+    // One OS thread per core at once (not rayon, which may run both loops on one).
+    let peak_gflops_all: f64 = std::thread::scope(|s| {
+        let loops: Vec<_> = (0..threads).map(|_| s.spawn(peak_gflops)).collect();
+        loops.into_iter().map(|l| l.join().unwrap_or(0.0)).sum()
+    });
     let parts = names
         .iter()
         .enumerate()
