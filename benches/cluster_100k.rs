@@ -2,8 +2,8 @@
 //! events, 5 copies each in different digests over a year), timed and scored.
 //!
 //! `cargo bench --bench cluster_100k` prints the wall time of `knn` and `cluster` and
-//! the pairwise precision/recall against the planted events; the issue asks for under
-//! 30 s on 2 cores. Run without `--bench` (as `cargo test --benches` does) it checks the
+//! the pairwise precision/recall against the planted events; the target is under 30 s
+//! on 2 cores. Run without `--bench` (as `cargo test --benches` does) it checks the
 //! same path on 2,000 stories only. See `common/mod.rs` for how the vectors are shaped.
 
 mod common;

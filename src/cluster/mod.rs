@@ -94,12 +94,45 @@ pub fn pair_score(a: &Item, b: &Item, cosine: f32, p: &Params) -> f32 {
     score
 }
 
-/// Candidate neighbours of every item, from an HNSW index over the item vectors.
-/// Returns, per item, `(other, cosine)` pairs (the item itself excluded).
+/// Up to this many items, [`knn`] compares every pair: exact, and on 2 cores about as
+/// fast as building a graph for so few.
+const EXACT_KNN_MAX: usize = 4096;
+
+/// Candidate neighbours of every item: every pair compared up to [`EXACT_KNN_MAX`]
+/// items, else from an HNSW index over the item vectors. Returns, per item, the `k`
+/// best `(other, cosine)` pairs, best first (the item itself excluded).
 pub fn knn(items: &[Item], k: usize) -> Result<Vec<Vec<(usize, f32)>>, String> {
     let Some(first) = items.first() else {
         return Ok(Vec::new());
     };
+    if items.len() <= EXACT_KNN_MAX {
+        use rayon::prelude::*;
+        let norms: Vec<f32> = items
+            .iter()
+            .map(|it| {
+                crate::vector::dot(&it.vector, &it.vector)
+                    .sqrt()
+                    .max(f32::MIN_POSITIVE)
+            })
+            .collect();
+        return Ok((0..items.len())
+            .into_par_iter()
+            .map(|i| {
+                let mut all: Vec<(usize, f32)> = items
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != i)
+                    .map(|(j, other)| {
+                        let dot = crate::vector::dot(&items[i].vector, &other.vector);
+                        (j, dot / (norms[i] * norms[j]))
+                    })
+                    .collect();
+                all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                all.truncate(k);
+                all
+            })
+            .collect());
+    }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let index = Index::new(&IndexOptions {
         dimensions: first.vector.len(),
