@@ -37,10 +37,11 @@ pub const MAX_INPUTS: usize = 256;
 pub struct EmbeddingsRequest {
     /// A string or an array of 1 to 256 strings, none empty. Token-id arrays are not
     /// accepted.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Object, example = json!(["英伟达发布Rubin平台", "Atlas humanoid robot"]))]
     pub input: Value,
     /// The model: its Hub name (`intfloat/multilingual-e5-small`), its short name, or
     /// the id `/health` reports. `GET /v1/models` lists it.
+    #[schema(example = "intfloat/multilingual-e5-small")]
     pub model: String,
     /// `float` (default) or `base64` (little-endian f32, as OpenAI sends it).
     #[serde(default)]
@@ -169,6 +170,8 @@ fn model_names(model_id: &str) -> (String, Vec<String>) {
         (status = 200, body = EmbeddingsResponse),
         (status = 400, description = "invalid_input, too_many_inputs, invalid_dimensions, invalid_encoding_format, invalid_input_type or invalid_json", body = ErrorBody),
         (status = 404, description = "model_not_found", body = ErrorBody),
+        (status = 413, description = "payload_too_large", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type: not application/json", body = ErrorBody),
         (status = 503, description = "overloaded or not_ready", body = ErrorBody),
     )
 )]
