@@ -123,10 +123,7 @@ pub(super) fn run(command: ModelCommand) -> anyhow::Result<()> {
                     .into_iter()
                     .map(|windows| {
                         let tokens = windows.iter().map(|w| w.tokens).sum();
-                        let vector = crate::vector::mean_unit_vector(
-                            windows.iter().map(|w| w.vector.as_slice()),
-                        );
-                        (vector, tokens)
+                        (crate::embed::story_vector(&windows), tokens)
                     })
                     .collect()
             };

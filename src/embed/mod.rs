@@ -94,6 +94,25 @@ pub enum EmbedError {
     Device(String),
 }
 
+/// The one vector of a passage: the normalised mean of its windows' vectors (what a
+/// story is clustered and checked by, and what `POST /v1/embeddings` returns).
+pub fn story_vector(windows: &[Window]) -> Vec<f32> {
+    crate::vector::mean_unit_vector(windows.iter().map(|w| w.vector.as_slice()))
+}
+
+/// A token sequence an engine can run: not empty, and within the model's positions.
+pub(crate) fn check_sequence(len: usize, max_positions: usize) -> Result<(), EmbedError> {
+    if len == 0 {
+        return Err(EmbedError::EmptyText);
+    }
+    if len > max_positions {
+        return Err(EmbedError::Tokenizer(format!(
+            "{len} tokens is more than the model's {max_positions} positions"
+        )));
+    }
+    Ok(())
+}
+
 /// What the rest of storydex needs from an embedding model.
 ///
 /// The real implementation is [`CandleEncoder`]; HTTP-layer tests use a fake behind the

@@ -295,10 +295,7 @@ impl AppState {
                         .into_iter()
                         .map(|windows| {
                             let tokens = windows.iter().map(|w| w.tokens).sum();
-                            let vector = crate::vector::mean_unit_vector(
-                                windows.iter().map(|w| w.vector.as_slice()),
-                            );
-                            (vector, tokens)
+                            (crate::embed::story_vector(&windows), tokens)
                         })
                         .collect())
                 })

@@ -226,8 +226,7 @@ impl Service {
         debug_assert_eq!(stories.len(), windows.len(), "one window list per story");
         let mut out = Vec::with_capacity(stories.len());
         for (story, windows) in stories.into_iter().zip(windows) {
-            let vector =
-                crate::vector::mean_unit_vector(windows.iter().map(|w| w.vector.as_slice()));
+            let vector = crate::embed::story_vector(&windows);
             let (previous_coverage, nearest) = self.coverage_and_nearest(&story, &vector)?;
             let verdict = if !previous_coverage.is_empty() {
                 Verdict::Covered

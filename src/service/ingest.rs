@@ -258,8 +258,7 @@ impl Service {
             let texts: Vec<&str> = chunk.iter().map(|s| s.text.as_str()).collect();
             let windows = self.encoder.embed_passages(&texts)?;
             for (story, windows) in chunk.iter().zip(windows) {
-                let vector =
-                    crate::vector::mean_unit_vector(windows.iter().map(|w| w.vector.as_slice()));
+                let vector = crate::embed::story_vector(&windows);
                 vectors.insert(&story.id, vector);
                 embedded.insert(story.id.clone(), windows);
             }

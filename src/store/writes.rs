@@ -72,8 +72,7 @@ impl Store {
             }
             let ts = s.published.map_or(UNDATED_TS, |t| t.unix_timestamp());
             earliest((ts, s.id.clone()));
-            let vector =
-                crate::vector::mean_unit_vector(new.windows.iter().map(|w| w.vector.as_slice()));
+            let vector = crate::embed::story_vector(&new.windows);
             let kind = digest_kind(&tx, &s.digest_id)?;
             removed.extend(window_keys(&tx, &s.id)?);
             tx.execute("DELETE FROM windows WHERE story_id = ?1", [&s.id])?;

@@ -329,16 +329,7 @@ impl Bert {
     }
 
     fn check_len(&self, len: usize) -> Result<(), EmbedError> {
-        if len == 0 {
-            return Err(EmbedError::EmptyText);
-        }
-        if len > self.max_positions {
-            return Err(EmbedError::Tokenizer(format!(
-                "{len} tokens is more than the model's {} positions",
-                self.max_positions
-            )));
-        }
-        Ok(())
+        crate::embed::check_sequence(len, self.max_positions)
     }
 
     /// One sequence (`<s> ... </s>`, no padding) to its mean-pooled unit vector.
