@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use storydex::cluster::Params;
 use storydex::corpus::{Digest, SourceKind, Story};
+use storydex::domain::DateRange;
 use storydex::embed::fake::FakeEncoder;
 use storydex::embed::{Encoder, Window};
 use storydex::server::{AppState, ServeSettings};
@@ -95,6 +96,24 @@ fn main() {
     }
 }
 
+/// `STORYDEX_SCALE_VECTORS=DIR`: the window vectors of the store in DIR (one built from
+/// the sample: `storydex ingest data/sample --data DIR`), to replace the planted ones.
+fn sample_vectors() -> Option<Vec<Vec<f32>>> {
+    let dir = std::path::PathBuf::from(std::env::var("STORYDEX_SCALE_VECTORS").ok()?);
+    let (model, dimension) = Store::stored_model(&dir)
+        .expect("read the sample store")
+        .expect("STORYDEX_SCALE_VECTORS names no store");
+    assert_eq!(dimension, common::DIM, "the sample store's dimension");
+    let store = Store::open_for_reading(&dir, &model, dimension).expect("open the sample store");
+    let mut vectors = Vec::new();
+    for story in store.story_vectors().expect("stories") {
+        for (_, v) in store.story_windows(&story.id).expect("windows") {
+            vectors.push(v);
+        }
+    }
+    Some(vectors)
+}
+
 /// Writes the planted stories in publication order, one digest per write.
 fn ingest(
     dir: &std::path::Path,
@@ -104,7 +123,14 @@ fn ingest(
     encoder: &Arc<FakeEncoder>,
     params: &Params,
 ) {
-    let planted = common::planted(events, copies, days, 7);
+    let mut planted = common::planted(events, copies, days, 7);
+    if let Some(sample) = sample_vectors() {
+        println!(
+            "vectors: {} real windows of the sample, perturbed",
+            sample.len()
+        );
+        common::resample(&mut planted, &sample, 11);
+    }
     let stories = planted.items.len();
     let mut order: Vec<usize> = (0..planted.items.len()).collect();
     order.sort_by_key(|&i| (planted.items[i].time, i));
@@ -346,15 +372,37 @@ fn measure(
             exact[..10].iter().copied().fold(f32::MAX, f32::min)
         })
         .collect();
-    for expansion in [64, 128, 256] {
-        store.set_search_expansion(expansion);
+    let modes = [
+        (
+            "sign codes, 4,096 re-scored (default)",
+            storydex::store::LargeSearch::DEFAULT,
+        ),
+        (
+            "sign codes, 2,048 re-scored",
+            storydex::store::LargeSearch::Rescored { depth: 2048 },
+        ),
+        (
+            "graph, expansion_search 64",
+            storydex::store::LargeSearch::Graph { expansion: 64 },
+        ),
+        (
+            "graph, expansion_search 128",
+            storydex::store::LargeSearch::Graph { expansion: 128 },
+        ),
+        (
+            "graph, expansion_search 256",
+            storydex::store::LargeSearch::Graph { expansion: 256 },
+        ),
+    ];
+    for (name, how) in modes {
+        store.set_large_search(how);
         let mut recall = 0.0;
         let mut took = Vec::new();
         for (&p, &tenth) in probes.iter().zip(&tenths) {
             let t = Instant::now();
             // Window keys are not story indices: compare by score (ties are equal).
             let hits = store
-                .search_windows(&all[p].vector, 10, None, |_| true)
+                .search_windows(&all[p].vector, 10, None, DateRange::ALL, |_| true)
                 .expect("search")
                 .into_iter()
                 .filter(|h| h.score >= tenth - 1e-6)
@@ -363,9 +411,10 @@ fn measure(
             recall += hits.min(10) as f64 / 10.0;
         }
         println!(
-            "recall@10 against exact search, expansion_search {expansion}: {:.3}; index search {}",
+            "recall@10 against exact search, {name}: {:.3}; window search {}",
             recall / probes.len() as f64,
             quantiles(took)
         );
     }
+    store.set_large_search(storydex::store::LargeSearch::DEFAULT);
 }

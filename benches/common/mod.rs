@@ -122,6 +122,31 @@ pub(crate) fn planted(events: usize, copies: usize, days: usize, seed: u64) -> P
     }
 }
 
+/// Replaces the planted vectors with real ones: each event becomes one of `sample`'s
+/// vectors (real e5 windows) moved a little along its own direction (cosine 0.96 to its
+/// source, so events from one source window stay as close as real near-misses are), and
+/// each copy that event's vector with its own noise (copies of one event 0.96-0.98).
+pub(crate) fn resample(planted: &mut Planted, sample: &[Vec<f32>], seed: u64) {
+    assert!(!sample.is_empty(), "no sample vectors");
+    let mut rng = Rng::new(seed);
+    let dim = sample[0].len();
+    let mut events: Vec<Option<Vec<f32>>> = vec![None; planted.events];
+    for (item, &event) in planted.items.iter_mut().zip(&planted.event) {
+        let at = events[event].get_or_insert_with(|| {
+            let base = &sample[rng.below(sample.len())];
+            let away = rng.unit_vector(dim);
+            let mut v: Vec<f32> = base.iter().zip(&away).map(|(b, a)| b + 0.29 * a).collect();
+            storydex::vector::normalize(&mut v);
+            v
+        });
+        let noise = rng.unit_vector(dim);
+        let c = 0.14 + 0.06 * rng.uniform() as f32;
+        let mut v: Vec<f32> = at.iter().zip(&noise).map(|(e, n)| e + c * n).collect();
+        storydex::vector::normalize(&mut v);
+        item.vector = v;
+    }
+}
+
 /// Pairwise precision and recall of `clusters` against the planted events: a predicted
 /// pair is two stories in one cluster, a true pair two copies of one event.
 pub(crate) fn pairwise(planted: &Planted, clusters: &[Cluster]) -> (f64, f64) {

@@ -395,16 +395,13 @@ impl Service {
         }
         if r.collection_shift == 0.0 || present.len() < 2 {
             // Not calibrated, or one kind: a level taken off every story changes no order.
-            let ranked =
-                self.ranked_windows(&queries, want, None, |m| range.contains_day(m.day))?;
+            let ranked = self.ranked_windows(&queries, want, None, range, |_| true)?;
             return Ok((ranked, Levels::default()));
         }
         let per_kind = want.max(r.candidates);
         let mut kinds: Vec<(SourceKind, Vec<Ranked>)> = Vec::new();
         for kind in present {
-            let ranked = self.ranked_windows(&queries, per_kind, Some(kind), |m| {
-                range.contains_day(m.day)
-            })?;
+            let ranked = self.ranked_windows(&queries, per_kind, Some(kind), range, |_| true)?;
             if !ranked.is_empty() {
                 kinds.push((kind, ranked));
             }
@@ -447,7 +444,7 @@ impl Service {
         keep: impl Fn(&WindowMeta) -> bool,
     ) -> Result<Vec<WindowHit>, ServiceError> {
         Ok(self
-            .ranked_windows(queries, k, None, keep)?
+            .ranked_windows(queries, k, None, DateRange::ALL, keep)?
             .into_iter()
             .map(|r| r.hit)
             .collect())
@@ -458,6 +455,7 @@ impl Service {
         queries: &[Vec<f32>],
         k: usize,
         kind: Option<SourceKind>,
+        range: DateRange,
         keep: impl Fn(&WindowMeta) -> bool,
     ) -> Result<Vec<Ranked>, ServiceError> {
         let penalty = self.ranking.deep_window_penalty;
@@ -473,7 +471,7 @@ impl Service {
             // An exact search that returned fewer than asked has seen every match.
             let mut exhausted = exact;
             for q in queries {
-                let hits = self.store.search_windows(q, want, kind, &keep)?;
+                let hits = self.store.search_windows(q, want, kind, range, &keep)?;
                 exhausted &= hits.len() < want;
                 if hits.len() >= want {
                     let last = hits.iter().map(|h| h.score).fold(f32::INFINITY, f32::min);

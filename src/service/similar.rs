@@ -24,10 +24,8 @@ impl Service {
         };
         let digest_id = first.digest_id.clone();
         let queries: Vec<Vec<f32>> = windows.into_iter().map(|(_, v)| v).collect();
-        let ranked = self.ranked_windows(&queries, k.get(), None, |m| {
-            &*m.story_id != id
-                && (!other_digests_only || m.digest_id != digest_id)
-                && range.contains_day(m.day)
+        let ranked = self.ranked_windows(&queries, k.get(), None, range, |m| {
+            &*m.story_id != id && (!other_digests_only || m.digest_id != digest_id)
         })?;
         let hits = ranked
             .into_iter()

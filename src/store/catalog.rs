@@ -12,9 +12,12 @@ use std::sync::Arc;
 use rusqlite::Connection;
 
 use super::clusters::UNDATED_TS;
+use super::coded::{Prefilter, SignCodes};
+use super::index::VectorIndex;
 use super::rows::{blob_to_vector, parse_kind};
-use super::{flat, Store, StoreError, WindowHit, EXACT_SEARCH_MAX};
+use super::{flat, LargeSearch, Store, StoreError, WindowHit};
 use crate::corpus::SourceKind;
+use crate::domain::DateRange;
 
 /// What the catalog knows about one window key, enough to filter a search without SQL.
 #[derive(Debug, Clone)]
@@ -106,19 +109,21 @@ impl KindSpans {
     }
 }
 
-/// The exact-search blocks of the kinds with at most [`EXACT_SEARCH_MAX`] windows, from
+/// The exact-search blocks of the kinds with at most [`super::EXACT_SEARCH_MAX`] windows, from
 /// the vectors in SQLite.
 pub(super) fn load_flat(
     conn: &Connection,
     catalog: &HashMap<u64, WindowMeta>,
     dimension: usize,
+    max: usize,
 ) -> Result<FlatBlocks, StoreError> {
     let mut counts = [0usize; 2];
     for meta in catalog.values() {
         counts[FlatBlocks::slot(meta.kind)] += 1;
     }
     let mut blocks = FlatBlocks {
-        blocks: counts.map(|n| (n <= EXACT_SEARCH_MAX).then(|| flat::FlatIndex::new(dimension))),
+        blocks: counts.map(|n| (n <= max).then(|| flat::FlatIndex::new(dimension))),
+        max,
     };
     if blocks.blocks.iter().all(Option::is_none) {
         return Ok(blocks);
@@ -138,9 +143,39 @@ pub(super) fn load_flat(
     Ok(blocks)
 }
 
+/// Sign codes of every window in `catalog`, around the mean of their vectors (read back
+/// from the index, twice: the mean first, then the codes).
+pub(super) fn build_codes(
+    index: &VectorIndex,
+    catalog: &HashMap<u64, WindowMeta>,
+    dimension: usize,
+) -> Result<SignCodes, StoreError> {
+    let mut vector = vec![0.0f32; dimension];
+    let mut sum = vec![0.0f64; dimension];
+    for &key in catalog.keys() {
+        if !index.get(key, &mut vector)? {
+            return Err(StoreError::Corrupt(format!(
+                "window {key} missing from the index"
+            )));
+        }
+        sum.iter_mut()
+            .zip(&vector)
+            .for_each(|(s, &x)| *s += f64::from(x));
+    }
+    let n = catalog.len().max(1) as f64;
+    let mut codes = SignCodes::new(sum.iter().map(|s| (s / n) as f32).collect());
+    for (&key, meta) in catalog {
+        index.get(key, &mut vector)?;
+        codes.add(key, FlatBlocks::slot(meta.kind) as u8, meta.day, &vector);
+    }
+    Ok(codes)
+}
+
 /// The exact-search blocks, one per source kind ([`flat::FlatIndex`]).
 pub(super) struct FlatBlocks {
     pub(super) blocks: [Option<flat::FlatIndex>; 2],
+    /// Windows of a kind past which it is no longer scanned ([`super::EXACT_SEARCH_MAX`]).
+    pub(super) max: usize,
 }
 
 impl FlatBlocks {
@@ -157,7 +192,7 @@ impl FlatBlocks {
 
     pub(super) fn drop_oversized(&mut self) {
         for block in &mut self.blocks {
-            if block.as_ref().is_some_and(|b| b.len() > EXACT_SEARCH_MAX) {
+            if block.as_ref().is_some_and(|b| b.len() > self.max) {
                 *block = None;
             }
         }
@@ -168,7 +203,7 @@ impl FlatBlocks {
     pub(super) fn scans(&self, kind: Option<SourceKind>, total: usize) -> bool {
         match kind {
             Some(kind) => self.blocks[Self::slot(kind)].is_some(),
-            None => total <= EXACT_SEARCH_MAX && self.blocks.iter().all(Option::is_some),
+            None => total <= self.max && self.blocks.iter().all(Option::is_some),
         }
     }
 
@@ -326,8 +361,12 @@ impl Store {
         let mut catalog = self.catalog.write().unwrap_or_else(|p| p.into_inner());
         let mut kinds = self.kinds.write().unwrap_or_else(|p| p.into_inner());
         let mut flat = self.flat.write().unwrap_or_else(|p| p.into_inner());
+        let mut coded = self.coded.write().unwrap_or_else(|p| p.into_inner());
         for key in removed {
             index.remove(*key)?;
+            if let Some(codes) = coded.as_mut() {
+                codes.remove(*key);
+            }
             if let Some(meta) = catalog.remove(key) {
                 kinds.remove(&meta);
                 if let Some(block) = flat.get_mut(meta.kind) {
@@ -341,19 +380,27 @@ impl Store {
             if let Some(block) = flat.get_mut(meta.kind) {
                 block.add(key, meta.clone(), vector);
             }
+            if let Some(codes) = coded.as_mut() {
+                codes.add(key, FlatBlocks::slot(meta.kind) as u8, meta.day, vector);
+            }
             catalog.insert(key, meta);
         }
-        // A kind grown past a scan: the graph answers for it from now on.
+        // A kind grown past a scan: sign codes answer for it from now on.
         flat.drop_oversized();
+        if coded.is_none() && !flat.scans(None, catalog.len()) {
+            *coded = Some(build_codes(&index, &catalog, self.dimension)?);
+        }
         Ok(())
     }
 
-    /// Nearest windows to `query` among those `keep` accepts, best first.
+    /// Nearest windows to `query` of `kind` (all: `None`) in `range` among those `keep`
+    /// accepts, best first by cosine, ties by key.
     pub fn search_windows(
         &self,
         query: &[f32],
         count: usize,
         kind: Option<SourceKind>,
+        range: DateRange,
         keep: impl Fn(&WindowMeta) -> bool,
     ) -> Result<Vec<WindowHit>, StoreError> {
         if query.len() != self.dimension {
@@ -364,16 +411,48 @@ impl Store {
         }
         let index = self.index.read().unwrap_or_else(|p| p.into_inner());
         let catalog = self.catalog.read().unwrap_or_else(|p| p.into_inner());
+        let passes = |m: &WindowMeta| {
+            kind.is_none_or(|k| m.kind == k) && range.contains_day(m.day) && keep(m)
+        };
         let blocks = self.flat.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(scanned) = blocks.scan(kind, catalog.len(), query, count, &keep) {
+        if let Some(scanned) = blocks.scan(kind, catalog.len(), query, count, &passes) {
             return Ok(scanned);
         }
         drop(blocks);
-        let hits = index.search(query, count, |key| {
-            catalog
-                .get(&key)
-                .is_some_and(|m| kind.is_none_or(|k| m.kind == k) && keep(m))
-        })?;
+        let large = *self.large.read().unwrap_or_else(|p| p.into_inner());
+        let coded = self.coded.read().unwrap_or_else(|p| p.into_inner());
+        if let (LargeSearch::Rescored { depth }, Some(codes)) = (large, coded.as_ref()) {
+            let depth = LargeSearch::depth_for(depth, count, catalog.len());
+            let filter = Prefilter::new(kind.map(|k| FlatBlocks::slot(k) as u8), range);
+            let keys = codes.candidates(query, depth, filter, |key| {
+                catalog.get(&key).is_some_and(&passes)
+            });
+            drop(coded);
+            let mut vector = vec![0.0f32; self.dimension];
+            let mut hits = Vec::with_capacity(keys.len());
+            for key in keys {
+                if index.get(key, &mut vector)? {
+                    if let Some(meta) = catalog.get(&key) {
+                        hits.push(WindowHit {
+                            key,
+                            score: crate::vector::dot_lanes(query, &vector),
+                            meta: meta.clone(),
+                        });
+                    }
+                }
+            }
+            let order = |a: &WindowHit, b: &WindowHit| {
+                b.score.total_cmp(&a.score).then_with(|| a.key.cmp(&b.key))
+            };
+            if hits.len() > count && count > 0 {
+                hits.select_nth_unstable_by(count - 1, order);
+            }
+            hits.truncate(count);
+            hits.sort_unstable_by(order);
+            return Ok(hits);
+        }
+        drop(coded);
+        let hits = index.search(query, count, |key| catalog.get(&key).is_some_and(&passes))?;
         Ok(hits
             .into_iter()
             .filter_map(|(key, score)| {
@@ -386,23 +465,25 @@ impl Store {
             .collect())
     }
 
-    /// Sets the index's search expansion (`expansion_search`; 64 by default), for
-    /// measuring recall against latency at scale.
-    pub fn set_search_expansion(&self, n: usize) {
-        self.index
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .set_search_expansion(n);
-    }
-
-    /// Whether a window search compares every window: it then costs the same for any
-    /// count, so callers may ask for many at once instead of widening step by step.
+    /// Whether a window search compares every window (exactly, or by its sign code
+    /// before exact re-scoring): it then costs about the same for any count, so callers
+    /// may ask for many at once instead of widening step by step.
     pub fn searches_exactly(&self, kind: Option<SourceKind>) -> bool {
         let total = self.window_count();
-        self.flat
+        let scans = self
+            .flat
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .scans(kind, total)
+            .scans(kind, total);
+        scans
+            || (matches!(
+                *self.large.read().unwrap_or_else(|p| p.into_inner()),
+                LargeSearch::Rescored { .. }
+            ) && self
+                .coded
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some())
     }
 
     /// Whether any window of `kind` may be published in `range` (no false "no").
@@ -429,6 +510,7 @@ mod tests {
     fn a_kind_small_enough_is_scanned_beside_a_kind_that_is_not() {
         let mut blocks = FlatBlocks {
             blocks: [None, Some(flat::FlatIndex::new(2))],
+            max: crate::store::EXACT_SEARCH_MAX,
         };
         let archive = WindowMeta {
             story_id: "e".into(),
@@ -443,7 +525,7 @@ mod tests {
             .get_mut(SourceKind::Archive)
             .unwrap()
             .add(7, archive, &[1.0, 0.0]);
-        let total = EXACT_SEARCH_MAX + 100;
+        let total = crate::store::EXACT_SEARCH_MAX + 100;
         assert!(blocks.scans(Some(SourceKind::Archive), total));
         assert!(!blocks.scans(Some(SourceKind::Digest), total));
         assert!(!blocks.scans(None, total), "all kinds: the graph");
@@ -543,5 +625,141 @@ mod tests {
         let halves = flat(load_catalog_split(&conn, &db, 1).unwrap());
         assert_eq!(whole.len(), 4);
         assert_eq!(halves, whole);
+    }
+
+    /// Unit vectors sharing one strong direction (as e5's do), a pseudo-random rest.
+    fn crowded(n: usize, dimension: usize) -> Vec<Vec<f32>> {
+        let noise = |k: usize, d: usize| {
+            ((k.wrapping_mul(dimension).wrapping_add(d + 1) as u64)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                >> 40) as f32
+                / (1u64 << 24) as f32
+                - 0.5
+        };
+        (0..n)
+            .map(|k| {
+                let mut v: Vec<f32> = (0..dimension)
+                    .map(|d| noise(k, d) + 1.5 * noise(usize::MAX / 7, d))
+                    .collect();
+                crate::vector::normalize(&mut v);
+                v
+            })
+            .collect()
+    }
+
+    #[test]
+    fn past_the_exact_scan_sign_codes_and_exact_rescoring_find_the_true_neighbours() {
+        use crate::corpus::{Digest, Story};
+        use time::macros::datetime;
+
+        const DIM: usize = 32;
+        let dir = tempfile::tempdir().unwrap();
+        let open = || Store::open_with(dir.path(), "m@32", DIM, true, 300).unwrap();
+        let store = open();
+        let vectors = crowded(1200, DIM);
+        let clustering = crate::cluster::Params::with_threshold(0.999);
+        // 30 digests of 40 stories, one a day from 2025-01-01.
+        for d in 0..30 {
+            let published = datetime!(2025-01-01 12:00 UTC) + time::Duration::days(d as i64);
+            let digest = Digest {
+                id: format!("d{d:02}"),
+                kind: SourceKind::Digest,
+                title: "t".into(),
+                published: Some(published),
+                categories: Vec::new(),
+                source: format!("{d}.md"),
+            };
+            store.put_digest(&digest).unwrap();
+            let stories: Vec<Story> = (0..40)
+                .map(|i| Story {
+                    id: format!("s{:04}", d * 40 + i),
+                    digest_id: digest.id.clone(),
+                    position: i as u32 + 1,
+                    headline: "h".into(),
+                    author: None,
+                    url: None,
+                    published: Some(published),
+                    tags: Vec::new(),
+                    display: "x".into(),
+                    text: "x".into(),
+                })
+                .collect();
+            let batch: Vec<crate::store::NewStory<'_>> = stories
+                .iter()
+                .enumerate()
+                .map(|(i, story)| crate::store::NewStory {
+                    story,
+                    hash: story.id.clone(),
+                    windows: vec![crate::embed::Window {
+                        start: 0,
+                        end: 1,
+                        tokens: 1,
+                        vector: vectors[d * 40 + i].clone(),
+                    }],
+                })
+                .collect();
+            store.put_stories(&batch, &clustering).unwrap();
+        }
+        assert!(!store.flat.read().unwrap().scans(None, 1200));
+        assert!(
+            store.searches_exactly(None),
+            "codes and re-scoring count as a scan"
+        );
+        let vector_of = |id: &str| &vectors[id[1..].parse::<usize>().unwrap()];
+        let exact = |q: &[f32], range: DateRange| -> Vec<String> {
+            let mut all: Vec<(f32, String)> = (0..1200)
+                .filter(|i| range.contains_day(Some(20250101 + (i / 40) as u32)))
+                .map(|i| (crate::vector::dot(q, &vectors[i]), format!("s{i:04}")))
+                .collect();
+            all.sort_by(|a, b| b.0.total_cmp(&a.0));
+            all.into_iter().take(10).map(|x| x.1).collect()
+        };
+        let week = DateRange::parse(Some("2025-01-08"), Some("2025-01-14")).unwrap();
+        let answers = |store: &Store| -> (usize, Vec<Vec<String>>) {
+            let (mut found, mut lists) = (0, Vec::new());
+            for (n, q) in vectors.iter().step_by(61).enumerate() {
+                let range = if n % 2 == 0 { DateRange::ALL } else { week };
+                let hits = store.search_windows(q, 10, None, range, |_| true).unwrap();
+                assert_eq!(hits.len(), 10);
+                for h in &hits {
+                    // Scores are exact cosines, and the range holds.
+                    let cosine = crate::vector::dot(q, vector_of(&h.meta.story_id));
+                    assert!((h.score - cosine).abs() < 1e-5);
+                    assert!(range.contains_day(h.meta.day));
+                }
+                let ids: Vec<String> = hits.iter().map(|h| h.meta.story_id.to_string()).collect();
+                found += exact(q, range).iter().filter(|id| ids.contains(id)).count();
+                lists.push(ids);
+            }
+            (found, lists)
+        };
+        // A shallow depth, so that the codes, not a full re-scoring, pick the candidates.
+        store.set_large_search(LargeSearch::Rescored { depth: 64 });
+        let (found, first) = answers(&store);
+        assert!(found >= 190, "{found} of 200 true neighbours");
+        store.save_index().unwrap();
+        drop(store);
+        // Reopened from the codes file, and rebuilt without it: the same answers.
+        let store = open();
+        store.set_large_search(LargeSearch::Rescored { depth: 64 });
+        assert_eq!(answers(&store).1, first);
+        drop(store);
+        std::fs::remove_file(dir.path().join(super::super::CODES_FILE)).unwrap();
+        let store = open();
+        store.set_large_search(LargeSearch::Rescored { depth: 64 });
+        assert_eq!(answers(&store).1, first);
+        // A removed digest is gone from the codes too.
+        store.remove_digest("d00", &clustering).unwrap();
+        let hits = store
+            .search_windows(&vectors[3], 50, None, DateRange::ALL, |_| true)
+            .unwrap();
+        assert!(hits.iter().all(|h| &*h.meta.digest_id != "d00"));
+        let best_left = (40..1200)
+            .max_by(|&a, &b| {
+                crate::vector::dot(&vectors[3], &vectors[a])
+                    .total_cmp(&crate::vector::dot(&vectors[3], &vectors[b]))
+            })
+            .unwrap();
+        assert_eq!(*hits[0].meta.story_id, format!("s{best_left:04}"));
     }
 }

@@ -209,6 +209,11 @@ impl VectorIndex {
         Ok(())
     }
 
+    /// The stored vector of `key` into `out`; `false` when the index lacks it.
+    pub(crate) fn get(&self, key: u64, out: &mut [f32]) -> Result<bool, StoreError> {
+        Ok(self.index.get(key, out).map_err(usearch_error)? > 0)
+    }
+
     /// Up to `count` nearest keys passing `keep`, best first, as (key, cosine similarity).
     pub(crate) fn search(
         &self,
@@ -257,7 +262,11 @@ impl VectorIndex {
 }
 
 /// Writes `stamp` next to the index at `path` (temp file, fsync, rename, directory sync).
-fn write_stamp(stamp_path: &Path, stamp: &IndexStamp, path: &Path) -> Result<(), StoreError> {
+pub(super) fn write_stamp(
+    stamp_path: &Path,
+    stamp: &IndexStamp,
+    path: &Path,
+) -> Result<(), StoreError> {
     let stamp_tmp = with_suffix(stamp_path, ".tmp");
     let mut f = File::create(&stamp_tmp)?;
     f.write_all(serde_json::to_string(stamp)?.as_bytes())?;
@@ -270,7 +279,7 @@ fn write_stamp(stamp_path: &Path, stamp: &IndexStamp, path: &Path) -> Result<(),
     Ok(())
 }
 
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+pub(super) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)

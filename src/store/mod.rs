@@ -14,6 +14,7 @@
 mod backup;
 mod catalog;
 mod clusters;
+mod coded;
 mod flat;
 mod fts;
 mod index;
@@ -139,10 +140,50 @@ pub struct Store {
     /// beyond, where the HNSW index answers. A small archive beside a million digest
     /// items keeps its block, so a search of the archive alone stays a scan.
     flat: RwLock<FlatBlocks>,
+    /// Sign codes of every window once a source kind outgrows its exact scan
+    /// ([`coded`]); `None` while every kind is scanned exactly.
+    coded: RwLock<Option<coded::SignCodes>>,
+    large: RwLock<LargeSearch>,
+}
+
+/// How a search over a source kind past [`EXACT_SEARCH_MAX`] windows finds its windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LargeSearch {
+    /// Scan every window's sign code, then score at least `depth` of the nearest exactly
+    /// (the default: [`LargeSearch::DEFAULT`]).
+    Rescored { depth: usize },
+    /// Ask the usearch HNSW graph with this `expansion_search`: faster, and it misses
+    /// true neighbours on e5's crowded cosines (`scripts/bench-scale` reports both).
+    Graph { expansion: usize },
+}
+
+impl LargeSearch {
+    /// 4,096 re-scored windows found 0.999 of the exact top ten among a million planted
+    /// stories; past a million the depth grows with the store ([`LargeSearch::depth_for`]).
+    pub const DEFAULT: LargeSearch = LargeSearch::Rescored { depth: 4096 };
+
+    /// Re-scored windows for a search of `count` over `windows`: the depth, a 256th of
+    /// the store past a million windows, and never fewer than four per window asked for.
+    fn depth_for(depth: usize, count: usize, windows: usize) -> usize {
+        depth.max(windows / 256).max(count.saturating_mul(4))
+    }
 }
 
 pub(super) const DB_FILE: &str = "storydex.sqlite3";
 const INDEX_FILE: &str = "index.usearch";
+const CODES_FILE: &str = "index.codes";
+
+/// Writes `codes` and then their stamp (no stamp in between: a crash means "rebuild").
+fn save_codes(codes: &coded::SignCodes, path: &Path, stamp: &IndexStamp) -> Result<(), StoreError> {
+    let stamp_path = index::stamp_path(path);
+    match std::fs::remove_file(&stamp_path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    codes.save(path)?;
+    index::write_stamp(&stamp_path, stamp, path)
+}
 
 impl Store {
     /// Opens (creating if needed) the store in `dir` for the given model.
@@ -150,7 +191,7 @@ impl Store {
     /// A missing, stale or unreadable index is rebuilt from SQLite with a log line, and
     /// saved. Processes that write should hold the store's [`WriterLock`].
     pub fn open(dir: &Path, model_id: &str, dimension: usize) -> Result<Self, StoreError> {
-        Self::open_with(dir, model_id, dimension, true)
+        Self::open_with(dir, model_id, dimension, true, EXACT_SEARCH_MAX)
     }
 
     /// [`Store::open`] for a process that only reads, next to a writer that may be
@@ -161,7 +202,7 @@ impl Store {
         model_id: &str,
         dimension: usize,
     ) -> Result<Self, StoreError> {
-        Self::open_with(dir, model_id, dimension, false)
+        Self::open_with(dir, model_id, dimension, false, EXACT_SEARCH_MAX)
     }
 
     fn open_with(
@@ -169,6 +210,7 @@ impl Store {
         model_id: &str,
         dimension: usize,
         save_rebuilt_index: bool,
+        exact_max: usize,
     ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
         let opening = std::time::Instant::now();
@@ -187,11 +229,14 @@ impl Store {
             dimension,
             index: RwLock::new(VectorIndex::new(dimension)?),
             kinds: RwLock::new(KindSpans::of(catalog.values())),
-            flat: RwLock::new(load_flat(&conn, &catalog, dimension)?),
+            flat: RwLock::new(load_flat(&conn, &catalog, dimension, exact_max)?),
             catalog: RwLock::new(catalog),
             conn: Mutex::new(conn),
+            coded: RwLock::new(None),
+            large: RwLock::new(LargeSearch::DEFAULT),
         };
         store.load_or_rebuild_index(save_rebuilt_index)?;
+        store.load_or_build_codes(save_rebuilt_index)?;
         tracing::info!(
             windows = store.window_count(),
             schema_ms = checked.as_millis() as u64,
@@ -291,7 +336,69 @@ impl Store {
                 stamp.size
             )));
         }
-        index.save(&self.index_path(), &stamp)
+        index.save(&self.index_path(), &stamp)?;
+        if let Some(codes) = &*self.coded.read().unwrap_or_else(|p| p.into_inner()) {
+            save_codes(codes, &self.codes_path(), &stamp)?;
+        }
+        Ok(())
+    }
+
+    fn codes_path(&self) -> PathBuf {
+        self.dir.join(CODES_FILE)
+    }
+
+    /// Sign codes for a store with a kind past its exact scan: read from their file when
+    /// its stamp matches SQLite, else built from the index's vectors.
+    fn load_or_build_codes(&self, save: bool) -> Result<(), StoreError> {
+        let total = self.window_count();
+        if self
+            .flat
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .scans(None, total)
+        {
+            return Ok(());
+        }
+        let path = self.codes_path();
+        let stamp = self.stamp(&self.conn())?;
+        let current = std::fs::read_to_string(index::stamp_path(&path))
+            .ok()
+            .and_then(|text| serde_json::from_str::<IndexStamp>(&text).ok())
+            .is_some_and(|s| s == stamp);
+        if current {
+            if let Some(codes) = coded::SignCodes::load(&path, self.dimension) {
+                if codes.len() == total {
+                    *self.coded.write().unwrap_or_else(|p| p.into_inner()) = Some(codes);
+                    return Ok(());
+                }
+            }
+        }
+        tracing::info!(
+            path = %path.display(),
+            windows = total,
+            "sign codes missing or out of date; building them from the index"
+        );
+        let codes = {
+            let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+            let catalog = self.catalog.read().unwrap_or_else(|p| p.into_inner());
+            catalog::build_codes(&index, &catalog, self.dimension)?
+        };
+        if save {
+            save_codes(&codes, &path, &stamp)?;
+        }
+        *self.coded.write().unwrap_or_else(|p| p.into_inner()) = Some(codes);
+        Ok(())
+    }
+
+    /// How searches past [`EXACT_SEARCH_MAX`] windows of a kind find their windows.
+    pub fn set_large_search(&self, how: LargeSearch) {
+        if let LargeSearch::Graph { expansion } = how {
+            self.index
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .set_search_expansion(expansion);
+        }
+        *self.large.write().unwrap_or_else(|p| p.into_inner()) = how;
     }
 }
 
