@@ -21,7 +21,7 @@ pub fn report(
 ) -> Result<String, EvalError> {
     let mut queries = load_queries(&sets.join("search.toml"))?;
     let mut posts = load_posts(&sets.join("check_en.toml"))?;
-    for blind in ["blind4", "blind5"] {
+    for blind in ["blind4", "blind5", "blind6", "blind7"] {
         let dir = sets.join("blind");
         queries.extend(load_queries(&dir.join(format!("search_{blind}.toml")))?);
         posts.extend(load_posts(&dir.join(format!("check_{blind}.toml")))?);
@@ -227,9 +227,8 @@ fn report_section(
         }
     }
     if sweep {
-        // What ranking changes are chosen on: the tune half and the first blind set
-        // (`fresh`, looked at once before the 2026-12-05 changes). `heldout`, `fresh2`
-        // and `fresh3` are only reported.
+        // What ranking changes are chosen on: the tune half and `fresh`. The other
+        // splits are only reported.
         let tuning: Vec<Query> = queries
             .iter()
             .filter(|q| matches!(q.split, Split::Tune | Split::Fresh))

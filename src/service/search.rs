@@ -470,8 +470,11 @@ impl Service {
             let mut unseen = f32::NEG_INFINITY;
             // An exact search that returned fewer than asked has seen every match.
             let mut exhausted = exact;
-            for q in queries {
-                let hits = self.store.search_windows(q, want, kind, range, &keep)?;
+            let slices: Vec<&[f32]> = queries.iter().map(Vec::as_slice).collect();
+            for hits in self
+                .store
+                .search_windows_many(&slices, want, kind, range, &keep)?
+            {
                 exhausted &= hits.len() < want;
                 if hits.len() >= want {
                     let last = hits.iter().map(|h| h.score).fold(f32::INFINITY, f32::min);

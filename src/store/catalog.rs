@@ -143,6 +143,21 @@ pub(super) fn load_flat(
     Ok(blocks)
 }
 
+/// The best `count` of `hits`, best first by score, ties by key.
+fn best_first(mut hits: Vec<WindowHit>, count: usize) -> Vec<WindowHit> {
+    let order =
+        |a: &WindowHit, b: &WindowHit| b.score.total_cmp(&a.score).then_with(|| a.key.cmp(&b.key));
+    if count == 0 {
+        return Vec::new();
+    }
+    if hits.len() > count {
+        hits.select_nth_unstable_by(count - 1, order);
+        hits.truncate(count);
+    }
+    hits.sort_unstable_by(order);
+    hits
+}
+
 /// Sign codes of every window in `catalog`, around the mean of their vectors (read back
 /// from the index, twice: the mean first, then the codes).
 pub(super) fn build_codes(
@@ -403,10 +418,26 @@ impl Store {
         range: DateRange,
         keep: impl Fn(&WindowMeta) -> bool,
     ) -> Result<Vec<WindowHit>, StoreError> {
-        if query.len() != self.dimension {
+        Ok(self
+            .search_windows_many(&[query], count, kind, range, keep)?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// [`Store::search_windows`] for each of `queries` (a story's windows): past an exact
+    /// scan, the sign codes are read once for all of them.
+    pub fn search_windows_many(
+        &self,
+        queries: &[&[f32]],
+        count: usize,
+        kind: Option<SourceKind>,
+        range: DateRange,
+        keep: impl Fn(&WindowMeta) -> bool,
+    ) -> Result<Vec<Vec<WindowHit>>, StoreError> {
+        if let Some(q) = queries.iter().find(|q| q.len() != self.dimension) {
             return Err(StoreError::Dimension {
                 expected: self.dimension,
-                got: query.len(),
+                got: q.len(),
             });
         }
         let index = self.index.read().unwrap_or_else(|p| p.into_inner());
@@ -415,8 +446,11 @@ impl Store {
             kind.is_none_or(|k| m.kind == k) && range.contains_day(m.day) && keep(m)
         };
         let blocks = self.flat.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(scanned) = blocks.scan(kind, catalog.len(), query, count, &passes) {
-            return Ok(scanned);
+        if blocks.scans(kind, catalog.len()) {
+            return Ok(queries
+                .iter()
+                .filter_map(|q| blocks.scan(kind, catalog.len(), q, count, &passes))
+                .collect());
         }
         drop(blocks);
         let large = *self.large.read().unwrap_or_else(|p| p.into_inner());
@@ -424,15 +458,16 @@ impl Store {
         if let (LargeSearch::Rescored { depth }, Some(codes)) = (large, coded.as_ref()) {
             let depth = LargeSearch::depth_for(depth, count, catalog.len());
             let filter = Prefilter::new(kind.map(|k| FlatBlocks::slot(k) as u8), range);
-            let keys = codes.candidates(query, depth, filter, |key| {
+            let candidates = codes.candidates_many(queries, depth, filter, |key| {
                 catalog.get(&key).is_some_and(&passes)
             });
             drop(coded);
             let mut vector = vec![0.0f32; self.dimension];
-            let mut hits = Vec::with_capacity(keys.len());
-            for key in keys {
-                if index.get(key, &mut vector)? {
-                    if let Some(meta) = catalog.get(&key) {
+            let mut out = Vec::with_capacity(queries.len());
+            for (query, keys) in queries.iter().zip(candidates) {
+                let mut hits = Vec::with_capacity(keys.len());
+                for key in keys {
+                    if let (true, Some(meta)) = (index.get(key, &mut vector)?, catalog.get(&key)) {
                         hits.push(WindowHit {
                             key,
                             score: crate::vector::dot_lanes(query, &vector),
@@ -440,29 +475,27 @@ impl Store {
                         });
                     }
                 }
+                out.push(best_first(hits, count));
             }
-            let order = |a: &WindowHit, b: &WindowHit| {
-                b.score.total_cmp(&a.score).then_with(|| a.key.cmp(&b.key))
-            };
-            if hits.len() > count && count > 0 {
-                hits.select_nth_unstable_by(count - 1, order);
-            }
-            hits.truncate(count);
-            hits.sort_unstable_by(order);
-            return Ok(hits);
+            return Ok(out);
         }
         drop(coded);
-        let hits = index.search(query, count, |key| catalog.get(&key).is_some_and(&passes))?;
-        Ok(hits
-            .into_iter()
-            .filter_map(|(key, score)| {
-                catalog.get(&key).map(|meta| WindowHit {
-                    key,
-                    score,
-                    meta: meta.clone(),
-                })
+        queries
+            .iter()
+            .map(|q| {
+                let hits = index.search(q, count, |key| catalog.get(&key).is_some_and(&passes))?;
+                Ok(hits
+                    .into_iter()
+                    .filter_map(|(key, score)| {
+                        catalog.get(&key).map(|meta| WindowHit {
+                            key,
+                            score,
+                            meta: meta.clone(),
+                        })
+                    })
+                    .collect())
             })
-            .collect())
+            .collect()
     }
 
     /// Whether a window search compares every window (exactly, or by its sign code

@@ -149,6 +149,7 @@ impl SignCodes {
     /// The keys of at least `depth` rows passing `filter` and `keep` (all of them when
     /// fewer pass), nearest to `query` by Hamming distance; every row at the last
     /// distance taken comes along, so the cut never depends on row order.
+    #[cfg(test)]
     pub(crate) fn candidates(
         &self,
         query: &[f32],
@@ -156,36 +157,62 @@ impl SignCodes {
         filter: Prefilter,
         keep: impl Fn(u64) -> bool,
     ) -> Vec<u64> {
-        let w = self.words;
-        let mut code = vec![0u64; w];
-        self.code_into(query, &mut code);
-        let mut distances = vec![SKIPPED; self.keys.len()];
+        self.candidates_many(&[query], depth, filter, keep)
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// [`SignCodes::candidates`] for several queries (a story's windows) in one pass
+    /// over the codes: the rows are read once, whatever the number of queries.
+    pub(crate) fn candidates_many(
+        &self,
+        queries: &[&[f32]],
+        depth: usize,
+        filter: Prefilter,
+        keep: impl Fn(u64) -> bool,
+    ) -> Vec<Vec<u64>> {
+        let (w, q) = (self.words, queries.len());
+        if q == 0 {
+            return Vec::new();
+        }
+        let mut codes = vec![0u64; w * q];
+        for (query, code) in queries.iter().zip(codes.chunks_exact_mut(w)) {
+            self.code_into(query, code);
+        }
+        // Row-major: the distances of row r are `distances[r * q..(r + 1) * q]`.
+        let mut distances = vec![SKIPPED; self.keys.len() * q];
         let bins = w * 64 + 1;
         let scan = |first: usize, out: &mut [u16]| {
-            let mut histogram = vec![0u32; bins];
-            for (i, d) in out.iter_mut().enumerate() {
+            let mut histograms = vec![0u32; bins * q];
+            for (i, ds) in out.chunks_exact_mut(q).enumerate() {
                 let row = first + i;
                 if !filter.passes(self.kinds[row], self.days[row]) {
                     continue;
                 }
                 let bits = &self.codes[row * w..(row + 1) * w];
-                let h: u32 = bits
-                    .iter()
-                    .zip(&code)
-                    .map(|(a, b)| (a ^ b).count_ones())
-                    .sum();
-                *d = h as u16;
-                histogram[h as usize] += 1;
+                for ((d, code), histogram) in ds
+                    .iter_mut()
+                    .zip(codes.chunks_exact(w))
+                    .zip(histograms.chunks_exact_mut(bins))
+                {
+                    let h: u32 = bits
+                        .iter()
+                        .zip(code)
+                        .map(|(a, b)| (a ^ b).count_ones())
+                        .sum();
+                    *d = h as u16;
+                    histogram[h as usize] += 1;
+                }
             }
-            histogram
+            histograms
         };
-        let histogram = if self.keys.len() >= PARALLEL_FROM {
+        let histograms = if self.keys.len() >= PARALLEL_FROM {
             distances
-                .par_chunks_mut(CHUNK)
+                .par_chunks_mut(CHUNK * q)
                 .enumerate()
                 .map(|(c, out)| scan(c * CHUNK, out))
                 .reduce(
-                    || vec![0u32; bins],
+                    || vec![0u32; bins * q],
                     |mut a, b| {
                         a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
                         a
@@ -194,22 +221,40 @@ impl SignCodes {
         } else {
             scan(0, &mut distances)
         };
-        // Take distance levels in order until `depth` rows pass `keep`; a level's rows
-        // are only looked up when it is taken.
+        histograms
+            .chunks_exact(bins)
+            .enumerate()
+            .map(|(n, histogram)| {
+                let column = distances.iter().skip(n).step_by(q);
+                self.nearest_levels(column, histogram, depth, &keep)
+            })
+            .collect()
+    }
+
+    /// Takes distance levels in order until `depth` rows pass `keep` (or none are left);
+    /// a level's rows are only looked up when it is taken.
+    fn nearest_levels<'a>(
+        &self,
+        distances: impl Iterator<Item = &'a u16> + Clone,
+        histogram: &[u32],
+        depth: usize,
+        keep: &impl Fn(u64) -> bool,
+    ) -> Vec<u64> {
         let passing: usize = histogram.iter().map(|&n| n as usize).sum();
         let mut out = Vec::with_capacity(depth.min(passing));
         let mut seen = 0usize;
-        let mut below = 0u16;
+        let mut below = 0usize;
         while out.len() < depth && seen < passing {
             // The next cut: enough levels to double what was seen, or to reach `depth`.
             let target = (seen * 2).max(depth).max(seen + 1);
             let mut upto = below;
             let mut count = seen;
-            while (upto as usize) < bins && count < target {
-                count += histogram[upto as usize] as usize;
+            while upto < histogram.len() && count < target {
+                count += histogram[upto] as usize;
                 upto += 1;
             }
-            for (row, &d) in distances.iter().enumerate() {
+            for (row, &d) in distances.clone().enumerate() {
+                let d = usize::from(d);
                 if d >= below && d < upto && keep(self.keys[row]) {
                     out.push(self.keys[row]);
                 }
@@ -377,15 +422,28 @@ mod tests {
     }
 
     #[test]
+    fn queries_scanned_together_get_what_they_get_alone() {
+        let vectors = crowded(1500, 64);
+        let codes = codes_of(&vectors);
+        let queries: Vec<&[f32]> = vectors.iter().step_by(101).map(Vec::as_slice).collect();
+        let filter = Prefilter::new(Some(0), DateRange::ALL);
+        let together = codes.candidates_many(&queries, 50, filter, |k| !k.is_multiple_of(5));
+        assert_eq!(together.len(), queries.len());
+        for (q, got) in queries.iter().zip(&together) {
+            assert_eq!(got, &codes.candidates(q, 50, filter, |k| !k.is_multiple_of(5)));
+        }
+    }
+
+    #[test]
     fn kinds_days_and_the_callers_check_apply_before_the_depth() {
         let vectors = crowded(2000, 64);
         let codes = codes_of(&vectors);
         let range = DateRange::parse(Some("2025-01-03"), Some("2025-01-04")).unwrap();
         let filter = Prefilter::new(Some(1), range);
-        let keep = |k: u64| k % 3 != 0;
+        let keep = |k: u64| !k.is_multiple_of(3);
         let got = codes.candidates(&vectors[5], 20, filter, keep);
         let passing: Vec<u64> = (0..2000u64)
-            .filter(|k| k % 2 == 1 && [2, 3].contains(&(k % 28)) && keep(*k))
+            .filter(|k| !k.is_multiple_of(2) && [2, 3].contains(&(k % 28)) && keep(*k))
             .collect();
         assert!(got.len() >= 20, "{}", got.len());
         assert!(got.iter().all(|k| passing.contains(k)), "{got:?}");
