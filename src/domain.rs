@@ -97,6 +97,14 @@ impl DateRange {
         Ok(Self { since, until })
     }
 
+    /// The days from `since` to `until`, both included.
+    pub fn between(since: Date, until: Date) -> Self {
+        Self {
+            since: Some(since),
+            until: Some(until),
+        }
+    }
+
     pub fn is_all(&self) -> bool {
         self.since.is_none() && self.until.is_none()
     }

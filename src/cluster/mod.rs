@@ -48,6 +48,15 @@ pub struct Params {
 }
 
 impl Params {
+    /// Days apart beyond which no pair can reach the threshold (a cosine of 1 with the
+    /// same-source bonus, less the time penalty); `None` without a penalty.
+    pub fn reach_days(&self) -> Option<f32> {
+        (self.penalty_per_day > 0.0).then(|| {
+            self.grace_days
+                + ((1.0 + self.same_url_bonus - self.threshold) / self.penalty_per_day).max(0.0)
+        })
+    }
+
     pub fn with_threshold(threshold: f32) -> Self {
         Self {
             threshold,

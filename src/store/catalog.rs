@@ -83,6 +83,13 @@ impl KindSpans {
         }
     }
 
+    /// Whether any window has no day.
+    pub(super) fn has_undated(&self) -> bool {
+        [self.digest, self.archive]
+            .iter()
+            .any(|span| span.windows > span.dated)
+    }
+
     pub(super) fn remove(&mut self, meta: &WindowMeta) {
         let span = self.span(meta.kind);
         span.windows = span.windows.saturating_sub(1);
@@ -143,10 +150,9 @@ pub(super) fn load_flat(
     Ok(blocks)
 }
 
-/// The best `count` of `hits`, best first by score, ties by key.
-fn best_first(mut hits: Vec<WindowHit>, count: usize) -> Vec<WindowHit> {
-    let order =
-        |a: &WindowHit, b: &WindowHit| b.score.total_cmp(&a.score).then_with(|| a.key.cmp(&b.key));
+/// The best `count` of (score, key), best first by score, ties by key.
+fn best_first(mut hits: Vec<(f32, u64)>, count: usize) -> Vec<(f32, u64)> {
+    let order = |a: &(f32, u64), b: &(f32, u64)| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1));
     if count == 0 {
         return Vec::new();
     }
@@ -442,6 +448,22 @@ impl Store {
         }
         let index = self.index.read().unwrap_or_else(|p| p.into_inner());
         let catalog = self.catalog.read().unwrap_or_else(|p| p.into_inner());
+        self.search_held(&index, &catalog, queries, count, kind, range, keep)
+    }
+
+    /// [`Store::search_windows_many`] for a caller already holding the index and catalog
+    /// (read) locks.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn search_held(
+        &self,
+        index: &VectorIndex,
+        catalog: &HashMap<u64, WindowMeta>,
+        queries: &[&[f32]],
+        count: usize,
+        kind: Option<SourceKind>,
+        range: DateRange,
+        keep: impl Fn(&WindowMeta) -> bool,
+    ) -> Result<Vec<Vec<WindowHit>>, StoreError> {
         let passes = |m: &WindowMeta| {
             kind.is_none_or(|k| m.kind == k) && range.contains_day(m.day) && keep(m)
         };
@@ -456,7 +478,7 @@ impl Store {
         let large = *self.large.read().unwrap_or_else(|p| p.into_inner());
         let coded = self.coded.read().unwrap_or_else(|p| p.into_inner());
         if let (LargeSearch::Rescored { depth }, Some(codes)) = (large, coded.as_ref()) {
-            let depth = LargeSearch::depth_for(depth, count, catalog.len());
+            let depth = LargeSearch::depth_for(depth, count);
             let filter = Prefilter::new(kind.map(|k| FlatBlocks::slot(k) as u8), range);
             let candidates = codes.candidates_many(queries, depth, filter, |key| {
                 catalog.get(&key).is_some_and(&passes)
@@ -465,17 +487,23 @@ impl Store {
             let mut vector = vec![0.0f32; self.dimension];
             let mut out = Vec::with_capacity(queries.len());
             for (query, keys) in queries.iter().zip(candidates) {
-                let mut hits = Vec::with_capacity(keys.len());
+                let mut scored = Vec::with_capacity(keys.len());
                 for key in keys {
-                    if let (true, Some(meta)) = (index.get(key, &mut vector)?, catalog.get(&key)) {
-                        hits.push(WindowHit {
-                            key,
-                            score: crate::vector::dot_lanes(query, &vector),
-                            meta: meta.clone(),
-                        });
+                    if index.get(key, &mut vector)? {
+                        scored.push((crate::vector::dot_lanes(query, &vector), key));
                     }
                 }
-                out.push(best_first(hits, count));
+                let hits = best_first(scored, count)
+                    .into_iter()
+                    .filter_map(|(score, key)| {
+                        catalog.get(&key).map(|meta| WindowHit {
+                            key,
+                            score,
+                            meta: meta.clone(),
+                        })
+                    })
+                    .collect();
+                out.push(hits);
             }
             return Ok(out);
         }

@@ -15,19 +15,21 @@
 use std::collections::{BTreeSet, HashMap};
 
 use rusqlite::{params, Connection, OptionalExtension};
+use time::OffsetDateTime;
 
 use super::rows::{blob_to_vector, story_from_row, STORY_SELECT_COLUMNS};
 use super::{Store, StoreError, WindowMeta};
 use crate::cluster::{canonical_url, choose_cluster, pair_score, Item, Params};
+use crate::domain::DateRange;
 
 /// Sort key of undated stories (archive entries without a date): before every dated one.
 pub(crate) const UNDATED_TS: i64 = i64::MIN / 2;
 
-/// Windows asked of the index per story when looking for its candidate clusters.
+/// Nearest earlier windows looked at per story when looking for its candidate clusters.
 const CANDIDATE_WINDOWS: usize = 32;
 
 /// Bumped when the assignment rule changes, so stores recompute their clusters.
-const CLUSTER_VERSION: &str = "1";
+const CLUSTER_VERSION: &str = "2";
 
 /// A story as the assignment sees it.
 #[derive(Debug, Clone)]
@@ -137,6 +139,11 @@ impl Store {
                 unindexed.push(m);
             }
         }
+        let undated = self
+            .kinds
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .has_undated();
         let index = self.index.read().unwrap_or_else(|p| p.into_inner());
         let catalog = self.catalog.read().unwrap_or_else(|p| p.into_inner());
         for story in &todo {
@@ -146,12 +153,49 @@ impl Store {
                     && *m.digest_id != *story.item.digest
                     && (m.ts, &*m.story_id) < key
             };
-            let mut candidates: BTreeSet<String> = index
-                .search(&story.item.vector, CANDIDATE_WINDOWS, |k| {
-                    catalog.get(&k).is_some_and(earlier)
-                })?
+            // The nearest earlier windows, searched like a query (exactly, or by sign code
+            // and exact re-scoring), among the days a pair can still reach the threshold
+            // from, and among undated windows, which pay no time penalty.
+            let reach = story
+                .item
+                .time
+                .zip(params.reach_days())
+                .and_then(|(t, days)| {
+                    let day = |s: i64| {
+                        OffsetDateTime::from_unix_timestamp(s)
+                            .ok()
+                            .map(|t| t.date())
+                    };
+                    Some(DateRange::between(
+                        day(t - ((days + 1.0) * 86_400.0) as i64)?,
+                        day(t + 86_400)?,
+                    ))
+                });
+            let query = [story.item.vector.as_slice()];
+            let mut windows = self.search_held(
+                &index,
+                &catalog,
+                &query,
+                CANDIDATE_WINDOWS,
+                None,
+                reach.unwrap_or(DateRange::ALL),
+                earlier,
+            )?;
+            if reach.is_some() && undated {
+                windows.extend(self.search_held(
+                    &index,
+                    &catalog,
+                    &query,
+                    CANDIDATE_WINDOWS,
+                    None,
+                    DateRange::ALL,
+                    |m| m.day.is_none() && earlier(m),
+                )?);
+            }
+            let mut candidates: BTreeSet<String> = windows
                 .into_iter()
-                .filter_map(|(k, _)| catalog.get(&k).map(|m| m.story_id.to_string()))
+                .flatten()
+                .map(|h| h.meta.story_id.to_string())
                 .collect();
             candidates.extend(
                 unindexed

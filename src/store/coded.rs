@@ -28,12 +28,14 @@ use rayon::prelude::*;
 
 use crate::domain::DateRange;
 
+/// Sets of at least this many rows estimate each query's cut from every
+/// [`SAMPLE_STRIDE`]th row.
+const SAMPLE_FROM: usize = 1 << 16;
+const SAMPLE_STRIDE: usize = 16;
 /// Rows scanned per task when a scan is split over threads.
 const CHUNK: usize = 1 << 16;
 /// Below this many rows one thread scans them all.
 const PARALLEL_FROM: usize = 1 << 18;
-/// A row filtered out while scanning.
-const SKIPPED: u16 = u16::MAX;
 const MAGIC: &[u8; 8] = b"SDXSIGN1";
 
 pub(crate) struct SignCodes {
@@ -164,6 +166,11 @@ impl SignCodes {
 
     /// [`SignCodes::candidates`] for several queries (a story's windows) in one pass
     /// over the codes: the rows are read once, whatever the number of queries.
+    ///
+    /// A sample of the rows (every 16th in a large set) first says, per query, about how
+    /// far the `1.25 * depth` nearest passing rows lie; the full pass keeps the rows within
+    /// that distance, and the nearest of them that pass `keep` are taken. Should the
+    /// sample have cut too close, the query is scanned again keeping every row.
     pub(crate) fn candidates_many(
         &self,
         queries: &[&[f32]],
@@ -171,96 +178,152 @@ impl SignCodes {
         filter: Prefilter,
         keep: impl Fn(u64) -> bool,
     ) -> Vec<Vec<u64>> {
-        let (w, q) = (self.words, queries.len());
-        if q == 0 {
-            return Vec::new();
-        }
-        let mut codes = vec![0u64; w * q];
+        let w = self.words;
+        let mut codes = vec![0u64; w * queries.len()];
         for (query, code) in queries.iter().zip(codes.chunks_exact_mut(w)) {
             self.code_into(query, code);
         }
-        // Row-major: the distances of row r are `distances[r * q..(r + 1) * q]`.
-        let mut distances = vec![SKIPPED; self.keys.len() * q];
-        let bins = w * 64 + 1;
-        let scan = |first: usize, out: &mut [u16]| {
-            let mut histograms = vec![0u32; bins * q];
-            for (i, ds) in out.chunks_exact_mut(q).enumerate() {
-                let row = first + i;
-                if !filter.passes(self.kinds[row], self.days[row]) {
-                    continue;
-                }
-                let bits = &self.codes[row * w..(row + 1) * w];
-                for ((d, code), histogram) in ds
-                    .iter_mut()
-                    .zip(codes.chunks_exact(w))
-                    .zip(histograms.chunks_exact_mut(bins))
-                {
-                    let h: u32 = bits
-                        .iter()
-                        .zip(code)
-                        .map(|(a, b)| (a ^ b).count_ones())
-                        .sum();
-                    *d = h as u16;
-                    histogram[h as usize] += 1;
-                }
-            }
-            histograms
-        };
-        let histograms = if self.keys.len() >= PARALLEL_FROM {
-            distances
-                .par_chunks_mut(CHUNK * q)
-                .enumerate()
-                .map(|(c, out)| scan(c * CHUNK, out))
-                .reduce(
-                    || vec![0u32; bins * q],
-                    |mut a, b| {
-                        a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                        a
-                    },
-                )
+        let stride = if self.keys.len() >= SAMPLE_FROM {
+            SAMPLE_STRIDE
         } else {
-            scan(0, &mut distances)
+            1
         };
-        histograms
-            .chunks_exact(bins)
-            .enumerate()
-            .map(|(n, histogram)| {
-                let column = distances.iter().skip(n).step_by(q);
-                self.nearest_levels(column, histogram, depth, &keep)
+        let bins = w * 64 + 1;
+        let cuts: Vec<u32> = codes
+            .chunks_exact(w)
+            .map(|code| {
+                let mut histogram = vec![0usize; bins];
+                for row in (0..self.keys.len()).step_by(stride) {
+                    if filter.passes(self.kinds[row], self.days[row]) {
+                        histogram[self.distance(row, code) as usize] += 1;
+                    }
+                }
+                // A quarter more than the depth; a full count (stride 1) needs no margin.
+                let wanted = if stride == 1 {
+                    depth
+                } else {
+                    depth + depth / 4
+                };
+                let mut seen = 0;
+                (0..bins)
+                    .find(|&d| {
+                        seen += histogram[d] * stride;
+                        seen >= wanted
+                    })
+                    .unwrap_or(bins - 1) as u32
+            })
+            .collect();
+        let near = self.rows_within(&codes, &cuts, filter);
+        near.into_iter()
+            .zip(codes.chunks_exact(w).zip(&cuts))
+            .map(|(found, (code, &cut))| {
+                let taken = self.nearest_passing(found, depth, &keep);
+                if taken.len() >= depth || cut as usize == bins - 1 {
+                    return taken;
+                }
+                // The sample cut too close (or `keep` refused many): every passing row.
+                let all = self.rows_within(code, &[bins as u32 - 1], filter);
+                self.nearest_passing(all.into_iter().next().unwrap_or_default(), depth, &keep)
             })
             .collect()
     }
 
-    /// Takes distance levels in order until `depth` rows pass `keep` (or none are left);
-    /// a level's rows are only looked up when it is taken.
-    fn nearest_levels<'a>(
+    /// Hamming distance from `row`'s code to `code`.
+    fn distance(&self, row: usize, code: &[u64]) -> u32 {
+        hamming(&self.codes[row * self.words..(row + 1) * self.words], code)
+    }
+
+    /// For each query (codes one after another), the (distance, row) of every row passing
+    /// `filter` within that query's cut; split over threads for a large set.
+    fn rows_within(&self, codes: &[u64], cuts: &[u32], filter: Prefilter) -> Vec<Vec<(u32, u32)>> {
+        let queries = cuts.len();
+        let scan = |rows: std::ops::Range<usize>| -> Vec<Vec<(u32, u32)>> {
+            let mut found = vec![Vec::new(); queries];
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("popcnt") {
+                // SAFETY: the CPU has `popcnt`, checked just above.
+                unsafe { self.scan_popcnt(rows, codes, cuts, filter, &mut found) };
+                return found;
+            }
+            self.scan(rows, codes, cuts, filter, &mut found);
+            found
+        };
+        let n = self.keys.len();
+        if n < PARALLEL_FROM {
+            return scan(0..n);
+        }
+        (0..n.div_ceil(CHUNK))
+            .into_par_iter()
+            .map(|c| scan(c * CHUNK..((c + 1) * CHUNK).min(n)))
+            .reduce(
+                || vec![Vec::new(); queries],
+                |mut a, b| {
+                    a.iter_mut().zip(b).for_each(|(x, y)| x.extend(y));
+                    a
+                },
+            )
+    }
+
+    /// [`SignCodes::scan`] compiled with the CPU's `popcnt` instruction (the baseline
+    /// x86-64 target counts bits with a dozen instructions a word).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "popcnt")]
+    fn scan_popcnt(
         &self,
-        distances: impl Iterator<Item = &'a u16> + Clone,
-        histogram: &[u32],
+        rows: std::ops::Range<usize>,
+        codes: &[u64],
+        cuts: &[u32],
+        filter: Prefilter,
+        found: &mut [Vec<(u32, u32)>],
+    ) {
+        self.scan(rows, codes, cuts, filter, found);
+    }
+
+    #[inline(always)]
+    fn scan(
+        &self,
+        rows: std::ops::Range<usize>,
+        codes: &[u64],
+        cuts: &[u32],
+        filter: Prefilter,
+        found: &mut [Vec<(u32, u32)>],
+    ) {
+        let w = self.words;
+        for row in rows {
+            if !filter.passes(self.kinds[row], self.days[row]) {
+                continue;
+            }
+            let bits = &self.codes[row * w..(row + 1) * w];
+            for ((code, &cut), out) in codes.chunks_exact(w).zip(cuts).zip(found.iter_mut()) {
+                let d = hamming(bits, code);
+                if d <= cut {
+                    out.push((d, row as u32));
+                }
+            }
+        }
+    }
+
+    /// The keys of the nearest rows of `found` passing `keep`: at least `depth` when
+    /// there are, with every row at the last distance taken (the cut never depends on
+    /// row order).
+    fn nearest_passing(
+        &self,
+        mut found: Vec<(u32, u32)>,
         depth: usize,
         keep: &impl Fn(u64) -> bool,
     ) -> Vec<u64> {
-        let passing: usize = histogram.iter().map(|&n| n as usize).sum();
-        let mut out = Vec::with_capacity(depth.min(passing));
-        let mut seen = 0usize;
-        let mut below = 0usize;
-        while out.len() < depth && seen < passing {
-            // The next cut: enough levels to double what was seen, or to reach `depth`.
-            let target = (seen * 2).max(depth).max(seen + 1);
-            let mut upto = below;
-            let mut count = seen;
-            while upto < histogram.len() && count < target {
-                count += histogram[upto] as usize;
-                upto += 1;
+        found.sort_unstable();
+        let mut out = Vec::with_capacity(depth.min(found.len()));
+        let mut last = None;
+        for (d, row) in found {
+            if out.len() >= depth && last != Some(d) {
+                break;
             }
-            for (row, &d) in distances.clone().enumerate() {
-                let d = usize::from(d);
-                if d >= below && d < upto && keep(self.keys[row]) {
-                    out.push(self.keys[row]);
-                }
+            let key = self.keys[row as usize];
+            if keep(key) {
+                out.push(key);
+                last = Some(d);
             }
-            seen = count;
-            below = upto;
         }
         out
     }
@@ -347,6 +410,11 @@ impl SignCodes {
     }
 }
 
+#[inline(always)]
+fn hamming(a: &[u64], b: &[u64]) -> u32 {
+    a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,7 +498,10 @@ mod tests {
         let together = codes.candidates_many(&queries, 50, filter, |k| !k.is_multiple_of(5));
         assert_eq!(together.len(), queries.len());
         for (q, got) in queries.iter().zip(&together) {
-            assert_eq!(got, &codes.candidates(q, 50, filter, |k| !k.is_multiple_of(5)));
+            assert_eq!(
+                got,
+                &codes.candidates(q, 50, filter, |k| !k.is_multiple_of(5))
+            );
         }
     }
 

@@ -159,13 +159,13 @@ pub enum LargeSearch {
 
 impl LargeSearch {
     /// 4,096 re-scored windows found 0.999 of the exact top ten among a million planted
-    /// stories; past a million the depth grows with the store ([`LargeSearch::depth_for`]).
+    /// stories (`scripts/bench-scale`).
     pub const DEFAULT: LargeSearch = LargeSearch::Rescored { depth: 4096 };
 
-    /// Re-scored windows for a search of `count` over `windows`: the depth, a 256th of
-    /// the store past a million windows, and never fewer than four per window asked for.
-    fn depth_for(depth: usize, count: usize, windows: usize) -> usize {
-        depth.max(windows / 256).max(count.saturating_mul(4))
+    /// Re-scored windows for a search of `count`: the depth, and never fewer than four
+    /// per window asked for.
+    fn depth_for(depth: usize, count: usize) -> usize {
+        depth.max(count.saturating_mul(4))
     }
 }
 
