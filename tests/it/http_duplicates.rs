@@ -198,7 +198,7 @@ async fn duplicates_lists_clusters_across_digests_newest_first() {
 #[tokio::test]
 async fn duplicates_refuses_a_min_score_outside_zero_to_one_and_bad_dates() {
     let app = spawn_app().await;
-    for bad in ["1.5", "-0.1", "abc", "NaN", "inf"] {
+    for bad in ["1.5", "-0.1", "abc", "NaN", "inf", ""] {
         let message = assert_error(
             app.get(&format!("/v1/duplicates?min_score={bad}")).await,
             400,

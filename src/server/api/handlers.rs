@@ -91,15 +91,19 @@ pub(crate) struct DuplicatesParams {
 }
 
 /// A number, or `invalid_min_score` (not `invalid_query_string`): whether it lies in
-/// 0..=1 is the service's rule.
+/// 0..=1 is the service's rule. An empty value is refused like any other non-number
+/// (the parameter is a number; leaving it out means the model's threshold).
 fn min_score(raw: Option<&str>) -> Result<Option<f32>, RequestError> {
-    let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
+    let Some(raw) = raw.map(str::trim) else {
         return Ok(None);
     };
     raw.parse::<f32>().map(Some).map_err(|_| {
         Invalid::new(
             ErrorCode::InvalidMinScore,
-            format!("min_score must be a number between 0 and 1, got {raw:?}"),
+            format!(
+                "min_score must be a number between 0 and 1, got {raw:?}; leave it out \
+                 for the model's duplicate threshold"
+            ),
         )
         .into()
     })
