@@ -468,11 +468,12 @@ impl Store {
             kind.is_none_or(|k| m.kind == k) && range.contains_day(m.day) && keep(m)
         };
         let blocks = self.flat.read().unwrap_or_else(|p| p.into_inner());
-        if blocks.scans(kind, catalog.len()) {
-            return Ok(queries
-                .iter()
-                .filter_map(|q| blocks.scan(kind, catalog.len(), q, count, &passes))
-                .collect());
+        let scanned: Option<Vec<_>> = queries
+            .iter()
+            .map(|q| blocks.scan(kind, catalog.len(), q, count, &passes))
+            .collect();
+        if let Some(scanned) = scanned {
+            return Ok(scanned);
         }
         drop(blocks);
         let large = *self.large.read().unwrap_or_else(|p| p.into_inner());
@@ -688,26 +689,6 @@ mod tests {
         assert_eq!(halves, whole);
     }
 
-    /// Unit vectors sharing one strong direction (as e5's do), a pseudo-random rest.
-    fn crowded(n: usize, dimension: usize) -> Vec<Vec<f32>> {
-        let noise = |k: usize, d: usize| {
-            ((k.wrapping_mul(dimension).wrapping_add(d + 1) as u64)
-                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                >> 40) as f32
-                / (1u64 << 24) as f32
-                - 0.5
-        };
-        (0..n)
-            .map(|k| {
-                let mut v: Vec<f32> = (0..dimension)
-                    .map(|d| noise(k, d) + 1.5 * noise(usize::MAX / 7, d))
-                    .collect();
-                crate::vector::normalize(&mut v);
-                v
-            })
-            .collect()
-    }
-
     #[test]
     fn past_the_exact_scan_sign_codes_and_exact_rescoring_find_the_true_neighbours() {
         use crate::corpus::{Digest, Story};
@@ -717,7 +698,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let open = || Store::open_with(dir.path(), "m@32", DIM, true, 300).unwrap();
         let store = open();
-        let vectors = crowded(1200, DIM);
+        let vectors = crate::store::coded::tests::crowded(1200, DIM);
         let clustering = crate::cluster::Params::with_threshold(0.999);
         // 30 digests of 40 stories, one a day from 2025-01-01.
         for d in 0..30 {

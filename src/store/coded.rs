@@ -416,11 +416,11 @@ fn hamming(a: &[u64], b: &[u64]) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// Pseudo-random unit vectors sharing one strong direction, as e5's do.
-    fn crowded(n: u64, dimension: usize) -> Vec<Vec<f32>> {
+    pub(in crate::store) fn crowded(n: u64, dimension: usize) -> Vec<Vec<f32>> {
         let noise = |k: u64, d: u64| {
             (k.wrapping_mul(dimension as u64)
                 .wrapping_add(d + 1)
